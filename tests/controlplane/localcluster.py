@@ -1,0 +1,214 @@
+"""A real Kubernetes control plane as two local processes: etcd and kube-apiserver.
+
+This is the "envtest" pattern: no kubelet, no controller-manager, no container engine. The API
+server is real (OpenAPI + CEL validation, status subresources, printer columns, watches, RBAC);
+nothing runs pods, so Deployments never become Ready and ownerReference garbage collection
+never happens.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.controlplane.pki import Pki, make_pki
+
+BUILD_SCRIPT = Path(__file__).with_name("build-binaries.sh")
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+
+
+@dataclass
+class Timings:
+    """Seconds spent on each step; printed at the end of the test run."""
+
+    build: float = 0.0
+    start: float = 0.0
+    stop: float = 0.0
+    build_output: str = ""
+
+
+def ensure_binaries(timings: Timings) -> Binaries:
+    """Build (or reuse from the cache) etcd, kube-apiserver and kubectl."""
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
+    )
+    timings.build = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{BUILD_SCRIPT} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    paths = dict(
+        line.split("=", 1) for line in result.stdout.splitlines() if line.count("=") == 1
+    )
+    timings.build_output = "\n".join(
+        line for line in result.stdout.splitlines() if line.startswith("control-plane:")
+    )
+    return Binaries(
+        etcd=Path(paths["ETCD"]),
+        kube_apiserver=Path(paths["KUBE_APISERVER"]),
+        kubectl=Path(paths["KUBECTL"]),
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LocalControlPlane:
+    binaries: Binaries
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmbudget-cp-")))
+    timings: Timings = field(default_factory=Timings)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api_port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def server_url(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        started = time.monotonic()
+        pki = make_pki(self.workdir / "pki")
+        etcd_client, etcd_peer = free_port(), free_port()
+        self.api_port = free_port()
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=4294967296",
+                "--log-level=warn",
+            ],
+        )
+        self._spawn("kube-apiserver", self._apiserver_args(pki, etcd_client))
+        self._write_kubeconfig(pki)
+        self._wait_ready(pki, timeout)
+        self.timings.start = time.monotonic() - started
+
+    def _apiserver_args(self, pki: Pki, etcd_port: int) -> list[str]:
+        return [
+            str(self.binaries.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--secure-port={self.api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--tls-cert-file={pki.server_cert}",
+            f"--tls-private-key-file={pki.server_key}",
+            f"--service-account-issuer=https://127.0.0.1:{self.api_port}/",
+            f"--service-account-key-file={pki.service_account_pub}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+            "--v=0",
+        ]
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._procs.append(proc)
+
+    def _write_kubeconfig(self, pki: Pki) -> None:
+        self.kubeconfig.write_text(
+            f"""apiVersion: v1
+kind: Config
+clusters:
+- name: llmbudget-test
+  cluster:
+    server: {self.server_url}
+    certificate-authority: {pki.ca_cert}
+users:
+- name: admin
+  user:
+    client-certificate: {pki.admin_cert}
+    client-key: {pki.admin_key}
+contexts:
+- name: llmbudget-test
+  context:
+    cluster: llmbudget-test
+    user: admin
+current-context: llmbudget-test
+"""
+        )
+
+    def _wait_ready(self, pki: Pki, timeout: float) -> None:
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{proc.args[0]} exited with {proc.returncode}; "
+                        f"logs in {self.workdir}:\n{self.logs_tail()}"
+                    )
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - a local https URL we built
+                    f"{self.server_url}/readyz", context=context, timeout=5
+                ) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last_error = str(exc)
+            time.sleep(0.2)
+        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last_error}\n"
+                           f"{self.logs_tail()}")
+
+    def logs_tail(self, lines: int = 30) -> str:
+        out = []
+        for log in sorted(self.workdir.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        started = time.monotonic()
+        for proc in reversed(self._procs):  # API server first, then etcd
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        self._procs.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.timings.stop = time.monotonic() - started
