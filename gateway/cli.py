@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=helptext)
         command.add_argument("config", help="rendered config file, or a directory of manifests")
         command.add_argument(
-            "--shared-namespace", default=DEFAULT_SHARED_NAMESPACE,
+            "--shared-namespace",
+            default=DEFAULT_SHARED_NAMESPACE,
             help="namespace whose ModelRoutes serve every namespace (default %(default)s)",
         )
         if name == "render":

@@ -34,7 +34,7 @@ from llmbudget_gateway.contract.specs import (
     Timezone,
 )
 
-CONFIG_VERSION = 1
+CONFIG_VERSION: Literal[1] = 1
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 

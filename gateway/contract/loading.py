@@ -32,9 +32,15 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         raise ConfigError([ConfigIssue(source, "", "the config must be a mapping")])
     version = data.get("version")
     if version != 1:
-        raise ConfigError([ConfigIssue(
-            source, "version", f"unsupported config version {version!r}; this gateway reads 1"
-        )])
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    source,
+                    "version",
+                    f"unsupported config version {version!r}; this gateway reads 1",
+                )
+            ]
+        )
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as error:

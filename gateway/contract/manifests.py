@@ -47,8 +47,10 @@ class ManifestSet:
 def manifest_files(directory: Path) -> list[Path]:
     """Every manifest file below `directory`, in a stable order; hidden paths are skipped."""
     return sorted(
-        path for path in directory.rglob("*")
-        if path.is_file() and path.suffix in MANIFEST_SUFFIXES
+        path
+        for path in directory.rglob("*")
+        if path.is_file()
+        and path.suffix in MANIFEST_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     )
 
@@ -98,7 +100,8 @@ def read_manifests(directory: Path) -> ManifestSet:
     for path in manifest_files(directory):
         for doc in _documents(path, issues):
             kind = doc.get("kind")
-            metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            raw_metadata = doc.get("metadata")
+            metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
             name = metadata.get("name")
             namespace = metadata.get("namespace") or "default"
             if kind not in (*KINDS, "Secret"):
@@ -108,32 +111,41 @@ def read_manifests(directory: Path) -> ManifestSet:
                 continue
             ref = ObjectRef(kind, namespace, name)
             if ref in seen:
-                issues.append(ConfigIssue(
-                    str(path), "", f"{ref} is also defined in {seen[ref]}", str(ref)
-                ))
+                issues.append(
+                    ConfigIssue(str(path), "", f"{ref} is also defined in {seen[ref]}", str(ref))
+                )
                 continue
             seen[ref] = str(path)
             if kind == "Secret":
                 data, bad_key = _secret_data(doc)
                 if bad_key is not None:
-                    issues.append(ConfigIssue(
-                        str(path), f"data.{bad_key}", "not valid base64-encoded UTF-8", str(ref)
-                    ))
+                    issues.append(
+                        ConfigIssue(
+                            str(path), f"data.{bad_key}", "not valid base64-encoded UTF-8", str(ref)
+                        )
+                    )
                     continue
                 found.secrets[namespace, name] = data
                 labels = metadata.get("labels") or {}
                 if BUDGET_LABEL in labels and data.get(KEY_DATA):
-                    found.keys.append(MintedKey(
-                        namespace=namespace, budget=str(labels[BUDGET_LABEL]),
-                        name=str(labels.get(KEY_NAME_LABEL, name)),
-                        sha256=MintedKey.hash_key(data[KEY_DATA]),
-                    ))
+                    found.keys.append(
+                        MintedKey(
+                            namespace=namespace,
+                            budget=str(labels[BUDGET_LABEL]),
+                            name=str(labels.get(KEY_NAME_LABEL, name)),
+                            sha256=MintedKey.hash_key(data[KEY_DATA]),
+                        )
+                    )
                 continue
             if doc.get("apiVersion") != API_VERSION:
-                issues.append(ConfigIssue(
-                    str(path), "apiVersion", f"must be {API_VERSION}, not "
-                    f"{doc.get('apiVersion')!r}", str(ref),
-                ))
+                issues.append(
+                    ConfigIssue(
+                        str(path),
+                        "apiVersion",
+                        f"must be {API_VERSION}, not {doc.get('apiVersion')!r}",
+                        str(ref),
+                    )
+                )
                 continue
             spec = doc.get("spec")
             if not isinstance(spec, dict):
@@ -146,9 +158,7 @@ def read_manifests(directory: Path) -> ManifestSet:
     return found
 
 
-def render_manifests(
-    directory: Path, shared_namespace: str = DEFAULT_SHARED_NAMESPACE
-) -> Rendered:
+def render_manifests(directory: Path, shared_namespace: str = DEFAULT_SHARED_NAMESPACE) -> Rendered:
     """Read and render a manifest directory. Every problem is an error here: on a laptop
     there is no status to report it in, so the gateway refuses the config instead."""
     found = read_manifests(directory)
@@ -156,8 +166,9 @@ def render_manifests(
     if rendered.problems:
         sources = {r.ref: r.source for r in (*found.budgets, *found.routes)}
         raise ConfigError(
-            ConfigIssue(sources.get(p.ref, str(directory)), "", f"{p.reason}: {p.message}",
-                        str(p.ref))
+            ConfigIssue(
+                sources.get(p.ref, str(directory)), "", f"{p.reason}: {p.message}", str(p.ref)
+            )
             for p in rendered.problems
         )
     return rendered

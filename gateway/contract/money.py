@@ -21,10 +21,10 @@ def _decimal(text: object, pattern: re.Pattern[str], what: str) -> Decimal:
     if isinstance(text, Decimal):
         text = format(text, "f")
     if isinstance(text, bool) or not isinstance(text, str | int):
-        raise ValueError(f"{what} must be a decimal string such as \"12.50\", not {text!r}")
+        raise ValueError(f'{what} must be a decimal string such as "12.50", not {text!r}')
     text = str(text)
     if not pattern.match(text):
-        raise ValueError(f"{what} must be a decimal string such as \"12.50\", not {text!r}")
+        raise ValueError(f'{what} must be a decimal string such as "12.50", not {text!r}')
     return Decimal(text)
 
 

@@ -128,7 +128,10 @@ def render(
     live = {(budget.namespace, budget.name) for budget in rendered_budgets}
     rendered_keys = [
         ApiKey(
-            sha256=key.sha256, namespace=key.namespace, name=key.name, budget=key.budget,
+            sha256=key.sha256,
+            namespace=key.namespace,
+            name=key.name,
+            budget=key.budget,
             not_after=key.not_after,
         )
         for key in sorted(keys, key=lambda k: (k.namespace, k.budget, k.name, k.sha256))
@@ -161,11 +164,14 @@ def _render_routes(
             continue
         ns = resource.ref.namespace
         if (ns, spec.model) in claimed:
-            problems.append(Problem(
-                resource.ref, "DuplicateModel",
-                f"model {spec.model!r} is already served in namespace {ns!r} by "
-                f"ModelRoute {claimed[ns, spec.model].name}",
-            ))
+            problems.append(
+                Problem(
+                    resource.ref,
+                    "DuplicateModel",
+                    f"model {spec.model!r} is already served in namespace {ns!r} by "
+                    f"ModelRoute {claimed[ns, spec.model].name}",
+                )
+            )
             continue
         statuses = [_resolve_backend(ns, b, spec.model, secrets) for b in spec.backends]
         backend_status[resource.ref] = [status for status, _ in statuses]
@@ -176,31 +182,39 @@ def _render_routes(
         missing_tiers = [tier.backend for tier in spec.tiers if tier.backend not in usable]
         serving = [b for b in usable.values() if spec.tiers or b.weight > 0]
         if missing_tiers or not serving:
-            problems.append(Problem(
-                resource.ref, "NoUsableBackend",
-                "route not served: "
-                + (f"tier backend(s) {sorted(set(missing_tiers))} unresolved" if missing_tiers
-                   else "no backend with weight > 0 resolved"),
-            ))
+            problems.append(
+                Problem(
+                    resource.ref,
+                    "NoUsableBackend",
+                    "route not served: "
+                    + (
+                        f"tier backend(s) {sorted(set(missing_tiers))} unresolved"
+                        if missing_tiers
+                        else "no backend with weight > 0 resolved"
+                    ),
+                )
+            )
             continue
         claimed[ns, spec.model] = resource.ref
-        rendered.append(Route(
-            namespace=ns,
-            name=resource.ref.name,
-            model=spec.model,
-            shared=ns == shared_namespace,
-            backends=list(usable.values()),
-            tiers=[
-                Tier(name=t.name, backend=t.backend, max_score=t.max_score) for t in spec.tiers
-            ],
-            fallbacks=[name for name in spec.fallbacks if name in usable],
-            retry=Retry(
-                attempts=spec.retry.attempts,
-                initial_backoff_seconds=parse_duration(spec.retry.initial_backoff),
-                max_backoff_seconds=parse_duration(spec.retry.max_backoff),
-            ),
-            cache_ttl_seconds=parse_duration(spec.cache.ttl) if spec.cache.ttl else 0.0,
-        ))
+        rendered.append(
+            Route(
+                namespace=ns,
+                name=resource.ref.name,
+                model=spec.model,
+                shared=ns == shared_namespace,
+                backends=list(usable.values()),
+                tiers=[
+                    Tier(name=t.name, backend=t.backend, max_score=t.max_score) for t in spec.tiers
+                ],
+                fallbacks=[name for name in spec.fallbacks if name in usable],
+                retry=Retry(
+                    attempts=spec.retry.attempts,
+                    initial_backoff_seconds=parse_duration(spec.retry.initial_backoff),
+                    max_backoff_seconds=parse_duration(spec.retry.max_backoff),
+                ),
+                cache_ttl_seconds=parse_duration(spec.cache.ttl) if spec.cache.ttl else 0.0,
+            )
+        )
     return rendered
 
 
@@ -213,12 +227,16 @@ def _resolve_backend(
         data = secrets.get((namespace, ref.name))
         if data is None:
             return BackendStatus(
-                spec.name, False, "SecretNotFound",
+                spec.name,
+                False,
+                "SecretNotFound",
                 f"backend {spec.name}: Secret {namespace}/{ref.name} not found",
             ), None
         if not data.get(ref.key):
             return BackendStatus(
-                spec.name, False, "SecretKeyNotFound",
+                spec.name,
+                False,
+                "SecretKeyNotFound",
                 f"backend {spec.name}: Secret {namespace}/{ref.name} has no key {ref.key!r}",
             ), None
         api_key = SecretStr(data[ref.key])
@@ -258,20 +276,26 @@ def _render_budgets(
             route.model == downgrade_to and (route.shared or route.namespace == ns)
             for route in routes
         ):
-            problems.append(Problem(
-                resource.ref, "DowngradeTargetNotFound",
-                f"onExceeded.downgradeTo: no ModelRoute serves model {downgrade_to!r} to "
-                f"namespace {ns!r}; enforcing Block until one does",
-            ))
+            problems.append(
+                Problem(
+                    resource.ref,
+                    "DowngradeTargetNotFound",
+                    f"onExceeded.downgradeTo: no ModelRoute serves model {downgrade_to!r} to "
+                    f"namespace {ns!r}; enforcing Block until one does",
+                )
+            )
             action, downgrade_to = Action.BLOCK, None
         for webhook in spec.alerts.webhooks:
             data = secrets.get((ns, webhook.url_secret_ref.name))
             if data is None or not data.get(webhook.url_secret_ref.key):
-                problems.append(Problem(
-                    resource.ref, "WebhookSecretNotFound",
-                    f"alerts.webhooks[{webhook.name}]: Secret {ns}/{webhook.url_secret_ref.name}"
-                    f" with key {webhook.url_secret_ref.key!r} not found",
-                ))
+                problems.append(
+                    Problem(
+                        resource.ref,
+                        "WebhookSecretNotFound",
+                        f"alerts.webhooks[{webhook.name}]: Secret {ns}/{webhook.url_secret_ref.name}"
+                        f" with key {webhook.url_secret_ref.key!r} not found",
+                    )
+                )
         breaker = None
         if spec.circuit_breaker is not None:
             breaker = Breaker(
@@ -279,19 +303,21 @@ def _render_budgets(
                 cooldown_seconds=parse_duration(spec.circuit_breaker.cooldown),
                 half_open_probes=spec.circuit_breaker.half_open_probes,
             )
-        rendered.append(Budget(
-            namespace=ns,
-            name=resource.ref.name,
-            limits=[
-                Limit(period=lim.period, amount_usd=lim.amount, tokens=lim.tokens)
-                for lim in spec.limits
-            ],
-            timezone=spec.timezone,
-            scope=dict(spec.scope.tags),
-            thresholds=list(spec.alerts.thresholds),
-            action=action,
-            downgrade_to=downgrade_to,
-            downgrade_at_percent=spec.on_exceeded.downgrade_at_percent,
-            breaker=breaker,
-        ))
+        rendered.append(
+            Budget(
+                namespace=ns,
+                name=resource.ref.name,
+                limits=[
+                    Limit(period=lim.period, amount_usd=lim.amount, tokens=lim.tokens)
+                    for lim in spec.limits
+                ],
+                timezone=spec.timezone,
+                scope=dict(spec.scope.tags),
+                thresholds=list(spec.alerts.thresholds),
+                action=action,
+                downgrade_to=downgrade_to,
+                downgrade_at_percent=spec.on_exceeded.downgrade_at_percent,
+                breaker=breaker,
+            )
+        )
     return rendered

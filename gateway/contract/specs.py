@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -135,7 +136,7 @@ class AlertsSpec(SpecModel):
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, thresholds: list[int]) -> list[int]:
-        if any(a >= b for a, b in zip(thresholds, thresholds[1:], strict=False)):
+        if any(a >= b for a, b in pairwise(thresholds)):
             raise ValueError("alerts.thresholds must be unique and in ascending order")
         return thresholds
 
@@ -154,7 +155,9 @@ class OnExceededSpec(SpecModel):
     @model_validator(mode="after")
     def _downgrade_target(self) -> OnExceededSpec:
         if self.action is Action.DOWNGRADE and self.downgrade_to is None:
-            raise ValueError("onExceeded.downgradeTo is required when onExceeded.action is Downgrade")
+            raise ValueError(
+                "onExceeded.downgradeTo is required when onExceeded.action is Downgrade"
+            )
         if self.action is not Action.DOWNGRADE and self.downgrade_to is not None:
             raise ValueError(
                 "onExceeded.downgradeTo is only allowed when onExceeded.action is Downgrade"
@@ -279,6 +282,6 @@ class ModelRouteSpec(SpecModel):
         scores = [tier.max_score for tier in self.tiers[:-1]]
         if any(score is None for score in scores):
             raise ValueError("spec.tiers[].maxScore is required on every tier but the last")
-        if any(a >= b for a, b in zip(scores, scores[1:], strict=False)):  # type: ignore[operator]
+        if any(a >= b for a, b in pairwise(scores)):  # type: ignore[operator]
             raise ValueError("spec.tiers[].maxScore must increase from tier to tier")
         return self

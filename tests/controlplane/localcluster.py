@@ -55,9 +55,7 @@ def ensure_binaries(timings: Timings) -> Binaries:
         raise RuntimeError(
             f"{BUILD_SCRIPT} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
-    paths = dict(
-        line.split("=", 1) for line in result.stdout.splitlines() if line.count("=") == 1
-    )
+    paths = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.count("=") == 1)
     timings.build_output = "\n".join(
         line for line in result.stdout.splitlines() if line.startswith("control-plane:")
     )
@@ -80,7 +78,7 @@ class LocalControlPlane:
     binaries: Binaries
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmbudget-cp-")))
     timings: Timings = field(default_factory=Timings)
-    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     api_port: int = 0
 
     @property
@@ -140,10 +138,13 @@ class LocalControlPlane:
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
         log = (self.workdir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._procs.append(proc)
+        self._procs.append((name, proc))
 
     def _write_kubeconfig(self, pki: Pki) -> None:
         self.kubeconfig.write_text(
@@ -174,10 +175,10 @@ current-context: llmbudget-test
         deadline = time.monotonic() + timeout
         last_error = ""
         while time.monotonic() < deadline:
-            for proc in self._procs:
+            for name, proc in self._procs:
                 if proc.poll() is not None:
                     raise RuntimeError(
-                        f"{proc.args[0]} exited with {proc.returncode}; "
+                        f"{name} exited with {proc.returncode}; "
                         f"logs in {self.workdir}:\n{self.logs_tail()}"
                     )
             try:
@@ -189,8 +190,9 @@ current-context: llmbudget-test
             except (urllib.error.URLError, OSError) as exc:
                 last_error = str(exc)
             time.sleep(0.2)
-        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last_error}\n"
-                           f"{self.logs_tail()}")
+        raise TimeoutError(
+            f"kube-apiserver not ready after {timeout}s: {last_error}\n{self.logs_tail()}"
+        )
 
     def logs_tail(self, lines: int = 30) -> str:
         out = []
@@ -201,7 +203,7 @@ current-context: llmbudget-test
 
     def stop(self) -> None:
         started = time.monotonic()
-        for proc in reversed(self._procs):  # API server first, then etcd
+        for _, proc in reversed(self._procs):  # API server first, then etcd
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:

@@ -67,18 +67,30 @@ def _issue(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
     else:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=True,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         ).add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -103,7 +115,11 @@ def make_pki(directory: Path) -> Pki:
 
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = _issue(
-        _name("kube-apiserver"), server_key, ca_name, ca_key, ca=False,
+        _name("kube-apiserver"),
+        server_key,
+        ca_name,
+        ca_key,
+        ca=False,
         usages=[ExtendedKeyUsageOID.SERVER_AUTH],
         sans=[
             x509.DNSName("localhost"),
@@ -116,8 +132,13 @@ def make_pki(directory: Path) -> Pki:
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin = _issue(
-        _name("llmbudget-admin", "system:masters"), admin_key, ca_name, ca_key, ca=False,
-        usages=[ExtendedKeyUsageOID.CLIENT_AUTH], sans=[],
+        _name("llmbudget-admin", "system:masters"),
+        admin_key,
+        ca_name,
+        ca_key,
+        ca=False,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        sans=[],
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
