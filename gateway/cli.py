@@ -11,6 +11,7 @@ from llmbudget_gateway.contract import (
     ConfigError,
     load_config,
 )
+from llmbudget_gateway.serve import add_serve_command
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "render":
             command.add_argument("-o", "--output", required=True, help="file to write")
         command.set_defaults(func=func)
+    add_serve_command(commands)
     return parser
 
 

@@ -158,10 +158,14 @@ def read_manifests(directory: Path) -> ManifestSet:
     return found
 
 
-def render_manifests(directory: Path, shared_namespace: str = DEFAULT_SHARED_NAMESPACE) -> Rendered:
+def render_manifests(
+    directory: Path,
+    shared_namespace: str = DEFAULT_SHARED_NAMESPACE,
+    found: ManifestSet | None = None,
+) -> Rendered:
     """Read and render a manifest directory. Every problem is an error here: on a laptop
     there is no status to report it in, so the gateway refuses the config instead."""
-    found = read_manifests(directory)
+    found = found or read_manifests(directory)
     rendered = render(found.budgets, found.routes, found.secrets, found.keys, shared_namespace)
     if rendered.problems:
         sources = {r.ref: r.source for r in (*found.budgets, *found.routes)}

@@ -292,8 +292,9 @@ def _render_budgets(
                     Problem(
                         resource.ref,
                         "WebhookSecretNotFound",
-                        f"alerts.webhooks[{webhook.name}]: Secret {ns}/{webhook.url_secret_ref.name}"
-                        f" with key {webhook.url_secret_ref.key!r} not found",
+                        f"alerts.webhooks[{webhook.name}]: Secret "
+                        f"{ns}/{webhook.url_secret_ref.name} with key "
+                        f"{webhook.url_secret_ref.key!r} not found",
                     )
                 )
         breaker = None

@@ -1,0 +1,185 @@
+"""The gateway ASGI app: routes, error handling, and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmbudget_gateway import __version__, admin, proxy
+from llmbudget_gateway.budgets import BudgetBook
+from llmbudget_gateway.contract import ConfigError, GatewayConfig
+from llmbudget_gateway.errors import GatewayError, error_body
+from llmbudget_gateway.ledger.sqlite import SqliteLedger
+from llmbudget_gateway.ledger.writer import LedgerWriter
+from llmbudget_gateway.metrics import Metrics
+from llmbudget_gateway.reload import ConfigWatcher
+from llmbudget_gateway.restore import apply_with_restore
+from llmbudget_gateway.runtime import Runtime
+from llmbudget_gateway.services import Services
+from llmbudget_gateway.settings import Settings
+from llmbudget_gateway.tokens import TokenCounter
+from llmbudget_gateway.upstream import create_session
+
+log = logging.getLogger("llmbudget.gateway")
+Loader = Callable[[], GatewayConfig]
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """Answer GatewayErrors and anything unexpected in OpenAI shape; never a stack trace."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except GatewayError as error:
+            return error.response()
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return Response(
+                error_body("internal error in the gateway", "server_error", "internal_error"),
+                500,
+                media_type="application/json",
+            )
+
+    return endpoint
+
+
+async def _prune_forever(services: Services) -> None:
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=services.settings.retention_days)
+        try:
+            deleted = await services.ledger.call(services.store.prune, cutoff)
+            if deleted:
+                log.info("pruned %d ledger rows older than %s", deleted, cutoff.date())
+        except Exception:
+            log.exception("ledger pruning failed")
+        await asyncio.sleep(services.settings.prune_interval)
+
+
+def create_app(settings: Settings, loader: Loader) -> FastAPI:
+    """`loader` returns the config (raising ConfigError); it is called at start and on reload."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
+        store = SqliteLedger(settings.ledger_file)
+        writer = LedgerWriter(store, flush_interval=settings.ledger_flush_interval)
+        writer.start()
+        book = BudgetBook()
+        metrics = Metrics(book, lambda: writer.depth)
+        tokens = TokenCounter(settings.state_dir / "tiktoken")
+        await asyncio.to_thread(tokens.warm_up)
+        services = Services(
+            settings=settings,
+            runtime=Runtime.build(GatewayConfig()),
+            book=book,
+            ledger=writer,
+            store=store,
+            metrics=metrics,
+            session=create_session(),
+            tokens=tokens,
+        )
+        await apply_with_restore(services, config)
+        app.state.services = services
+        watcher = ConfigWatcher(
+            services,
+            settings.config_path,
+            loader,
+            partial(apply_with_restore, services),
+            settings.reload_interval,
+        )
+        app.state.watcher = watcher
+        tasks = [
+            asyncio.create_task(watcher.run(), name="config-watcher"),
+            asyncio.create_task(_prune_forever(services), name="ledger-prune"),
+        ]
+        log.info(
+            "gateway ready: config revision %s, ledger %s",
+            services.runtime.revision,
+            settings.ledger_file,
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await writer.close()  # flushes every buffered row (SIGTERM path)
+            await services.session.close()
+            log.info("gateway stopped: %d ledger rows written", writer.written)
+
+    app = FastAPI(
+        title="llmbudget gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    routes: list[tuple[str, Handler, str]] = [
+        ("/v1/chat/completions", proxy.chat_completions, "POST"),
+        ("/v1/embeddings", proxy.embeddings, "POST"),
+        ("/v1/models", proxy.list_models, "GET"),
+        ("/admin/v1/budgets", admin.list_budgets, "GET"),
+        ("/admin/v1/budgets/{namespace}/{name}", admin.get_budget, "GET"),
+        ("/admin/v1/records", admin.list_records, "GET"),
+        ("/healthz", healthz, "GET"),
+        ("/readyz", readyz, "GET"),
+        ("/metrics", metrics_endpoint, "GET"),
+    ]
+    for path, handler, method in routes:
+        app.add_route(path, guarded(handler), methods=[method])
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, _: Exception) -> Response:
+        return GatewayError(404, f"unknown path {request.url.path}", code="unknown_url").response()
+
+    @app.exception_handler(405)
+    async def not_allowed(request: Request, _: Exception) -> Response:
+        return GatewayError(
+            405,
+            f"method {request.method} not allowed on {request.url.path}",
+            code="method_not_allowed",
+        ).response()
+
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+async def readyz(request: Request) -> Response:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        return Response(b'{"status":"starting"}', 503, media_type="application/json")
+    watcher: ConfigWatcher = request.app.state.watcher
+    body = {
+        "status": "ready",
+        "configRevision": services.runtime.revision,
+        "budgets": len(services.runtime.config.budgets),
+        "routes": len(services.runtime.config.routes),
+        "lastReloadError": watcher.last_error,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    services: Services = request.app.state.services
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+__all__ = ["ConfigError", "create_app"]

@@ -1,0 +1,263 @@
+"""The SQLite ledger (the embedded default): WAL mode, one row per request, hourly rollups.
+
+All methods are synchronous and must be called from one thread (`LedgerWriter` owns it).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import astuple
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llmbudget_gateway.budgets import Crossing
+from llmbudget_gateway.contract.specs import Period
+from llmbudget_gateway.ledger.records import COLUMNS, LedgerRecord
+
+TAG_COLUMNS = {
+    "project": "project",
+    "user": "user_id",
+    "session": "session_id",
+    "environment": "environment",
+    "costCenter": "cost_center",
+}
+DIMENSIONS = {
+    "model": "requested_model",
+    "project": "project",
+    "user": "user_id",
+    "key": "key_name",
+    "namespace": "namespace",
+}
+SCHEMA_VERSION = 1
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    budgets TEXT NOT NULL,
+    project TEXT, user_id TEXT, session_id TEXT, environment TEXT, cost_center TEXT,
+    endpoint TEXT NOT NULL,
+    requested_model TEXT NOT NULL, routed_model TEXT NOT NULL, route TEXT NOT NULL,
+    backend TEXT NOT NULL, provider TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL,
+    latency_ms REAL NOT NULL, ttft_ms REAL,
+    status INTEGER NOT NULL, error_code TEXT,
+    stream INTEGER NOT NULL, estimated INTEGER NOT NULL, unpriced INTEGER NOT NULL,
+    route_decision TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_namespace_ts ON requests (namespace, ts_ms);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);
+CREATE TABLE IF NOT EXISTS crossings (
+    budget TEXT NOT NULL, period TEXT NOT NULL, window_start_ms INTEGER NOT NULL,
+    threshold INTEGER NOT NULL, crossed_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (budget, period, window_start_ms, threshold)
+);
+CREATE TABLE IF NOT EXISTS rollup_hourly (
+    hour_ms INTEGER NOT NULL, namespace TEXT NOT NULL, project TEXT NOT NULL,
+    user_id TEXT NOT NULL, model TEXT NOT NULL, key_name TEXT NOT NULL,
+    requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+    PRIMARY KEY (hour_ms, namespace, project, user_id, model, key_name)
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+_PLACEHOLDERS = ", ".join("?" for _ in COLUMNS)
+_INSERT = "INSERT OR IGNORE INTO requests (" + ", ".join(COLUMNS) + f") VALUES ({_PLACEHOLDERS})"  # noqa: S608
+_ROLLUP = """
+INSERT INTO rollup_hourly VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SET
+    requests = requests + 1,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    cost_micros = cost_micros + excluded.cost_micros
+"""
+HOUR_MS = 3_600_000
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _row(record: LedgerRecord) -> tuple[Any, ...]:
+    values = list(astuple(record))
+    values[COLUMNS.index("budgets")] = json.dumps(record.budgets)
+    return tuple(values)
+
+
+def scope_filter(namespace: str, scope: Mapping[str, str]) -> tuple[str, list[Any]]:
+    clauses, params = ["namespace = ?"], [namespace]
+    for tag, value in sorted(scope.items()):
+        clauses.append(f"{TAG_COLUMNS[tag]} = ?")
+        params.append(value)
+    return " AND ".join(clauses), params
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(
+                f"ledger {path} has schema version {version}; this gateway knows {SCHEMA_VERSION}"
+            )
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def write(self, records: Iterable[LedgerRecord], crossings: Iterable[Crossing] = ()) -> None:
+        """One transaction: the rows, their hourly rollups and threshold crossings."""
+        records = list(records)
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.executemany(_INSERT, [_row(r) for r in records])
+            inserted = self._db.total_changes - before
+            if inserted == len(records):  # no duplicates: roll every row up
+                self._db.executemany(
+                    _ROLLUP,
+                    [
+                        (
+                            r.ts_ms - r.ts_ms % HOUR_MS,
+                            r.namespace,
+                            r.project or "",
+                            r.user_id or "",
+                            r.requested_model,
+                            r.key_name,
+                            r.prompt_tokens,
+                            r.completion_tokens,
+                            r.cost_micros,
+                        )
+                        for r in records
+                    ],
+                )
+            else:  # a retried batch: roll up only rows not seen before (rebuild the hours)
+                self._rebuild_rollups({r.ts_ms - r.ts_ms % HOUR_MS for r in records})
+            self._db.executemany(
+                "INSERT OR IGNORE INTO crossings VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.budget,
+                        c.period.value,
+                        to_ms(c.window_start),
+                        c.threshold,
+                        to_ms(c.crossed_at),
+                    )
+                    for c in crossings
+                ],
+            )
+
+    def _rebuild_rollups(self, hours: set[int]) -> None:
+        for hour in hours:
+            self._db.execute("DELETE FROM rollup_hourly WHERE hour_ms = ?", (hour,))
+            self._db.execute(
+                """INSERT INTO rollup_hourly
+                SELECT ?, namespace, COALESCE(project, ''), COALESCE(user_id, ''),
+                       requested_model, key_name, COUNT(*), SUM(prompt_tokens),
+                       SUM(completion_tokens), SUM(cost_micros)
+                FROM requests WHERE ts_ms >= ? AND ts_ms < ?
+                GROUP BY namespace, project, user_id, requested_model, key_name""",
+                (hour, hour, hour + HOUR_MS),
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def window_spend(
+        self, namespace: str, scope: Mapping[str, str], start: datetime, end: datetime
+    ) -> tuple[int, int, int]:
+        """(micro-dollars, tokens, requests) of matching rows with start <= ts < end."""
+        where, params = scope_filter(namespace, scope)
+        row = self._db.execute(
+            f"SELECT COALESCE(SUM(cost_micros), 0), "  # noqa: S608 - columns from a fixed map
+            f"COALESCE(SUM(prompt_tokens + completion_tokens), 0), COUNT(*) "
+            f"FROM requests WHERE {where} AND ts_ms >= ? AND ts_ms < ?",
+            [*params, to_ms(start), to_ms(end)],
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def breakdown(
+        self,
+        namespace: str,
+        scope: Mapping[str, str],
+        start: datetime,
+        end: datetime,
+        dimension: str,
+        top: int = 10,
+    ) -> list[dict[str, Any]]:
+        column = DIMENSIONS[dimension]
+        where, params = scope_filter(namespace, scope)
+        rows = self._db.execute(
+            f"SELECT {column}, SUM(cost_micros), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
+            f"COUNT(*) FROM requests WHERE {where} AND ts_ms >= ? AND ts_ms < ? "
+            f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY 2 DESC, 3 DESC LIMIT ?",
+            [*params, to_ms(start), to_ms(end), top],
+        ).fetchall()
+        return [
+            {"name": r[0], "micros": int(r[1]), "tokens": int(r[2]), "requests": int(r[3])}
+            for r in rows
+        ]
+
+    def crossings(self, since: datetime) -> list[tuple[str, Period, datetime, int, datetime]]:
+        rows = self._db.execute(
+            "SELECT budget, period, window_start_ms, threshold, crossed_at_ms FROM crossings "
+            "WHERE window_start_ms >= ? ORDER BY crossed_at_ms",
+            (to_ms(since),),
+        ).fetchall()
+        return [(r[0], Period(r[1]), from_ms(r[2]), int(r[3]), from_ms(r[4])) for r in rows]
+
+    def recent(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
+        where, params = ("WHERE namespace = ?", [namespace]) if namespace else ("", [])
+        cursor = self._db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM requests {where} "  # noqa: S608
+            "ORDER BY ts_ms DESC LIMIT ?",
+            [*params, limit],
+        )
+        rows = []
+        for values in cursor.fetchall():
+            row = dict(zip(COLUMNS, values, strict=True))
+            row["budgets"] = json.loads(row["budgets"])
+            for flag in ("stream", "estimated", "unpriced"):
+                row[flag] = bool(row[flag])
+            rows.append(row)
+        return rows
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
+    def total_cost_micros(self) -> int:
+        return int(
+            self._db.execute("SELECT COALESCE(SUM(cost_micros), 0) FROM requests").fetchone()[0]
+        )
+
+    def prune(self, before: datetime) -> int:
+        """Delete rows (and rollups) older than `before`; returns the number of rows deleted."""
+        cutoff = to_ms(before)
+        with self._transaction():
+            deleted = self._db.execute("DELETE FROM requests WHERE ts_ms < ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM rollup_hourly WHERE hour_ms + ? <= ?", (HOUR_MS, cutoff))
+            self._db.execute("DELETE FROM crossings WHERE crossed_at_ms < ?", (cutoff,))
+        return int(deleted)

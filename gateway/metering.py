@@ -1,0 +1,155 @@
+"""One request's meter: reserve before forwarding, settle exactly once after, record always.
+
+`Exchange.admit` asks the budget book for a reservation of the worst-case cost (prompt estimate
+plus max tokens at the chosen backend's prices). `Exchange.finish` settles the reservation to
+the real usage (or releases it when nothing was consumed), writes the ledger row, records
+threshold crossings and updates metrics. It is idempotent: the first call wins.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from llmbudget_gateway.budgets import Denial, Reservation
+from llmbudget_gateway.contract.config import Backend, Route
+from llmbudget_gateway.errors import GatewayError
+from llmbudget_gateway.ledger.records import LedgerRecord
+from llmbudget_gateway.runtime import Caller
+from llmbudget_gateway.services import Services
+from llmbudget_gateway.usage import Usage
+
+
+@dataclass
+class Exchange:
+    services: Services
+    caller: Caller
+    tags: dict[str, str]
+    endpoint: str
+    requested_model: str
+    stream: bool = False
+    request_id: str = field(default_factory=lambda: f"llmb-{uuid.uuid4().hex}")
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    t0: float = field(default_factory=time.perf_counter)
+    route: Route | None = None
+    backend: Backend | None = None
+    reservation: Reservation | None = None
+    first_token_at: float | None = None
+    finished: bool = False
+    route_decision: str | None = None
+
+    def admit(self, route: Route, backend: Backend, prompt_tokens: int, max_tokens: int) -> None:
+        """Reserve the worst case or raise a 429 GatewayError naming the budget."""
+        self.route, self.backend = route, backend
+        worst = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
+        cost = self.services.runtime.prices.cost(backend, worst)
+        decision = self.services.book.reserve(
+            self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
+        )
+        if isinstance(decision, Denial):
+            self.services.metrics.refused.labels(
+                self.caller.namespace, decision.budget.name, decision.code
+            ).inc()
+            error = GatewayError(
+                429,
+                decision.message,
+                type="insufficient_quota",
+                code=decision.code,
+                headers={"Retry-After": str(decision.retry_after_seconds)},
+            )
+            self.finish(None, status=429, error_code=decision.code)
+            raise error
+        self.reservation = decision
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def finish(
+        self,
+        usage: Usage | None,
+        status: int,
+        error_code: str | None = None,
+        estimated: bool = False,
+    ) -> None:
+        """Settle (or release) and record. Only the first call has an effect."""
+        if self.finished:
+            return
+        self.finished = True
+        services = self.services
+        now = datetime.now(UTC)
+        cost_micros, priced = 0, True
+        crossings = []
+        if usage is not None and self.backend is not None:
+            cost = services.runtime.prices.cost(self.backend, usage)
+            cost_micros, priced = cost.micros, cost.priced
+        if self.reservation is not None:
+            if usage is None or usage.total_tokens == 0:
+                self.reservation.release()
+            else:
+                crossings = self.reservation.settle(cost_micros, usage.total_tokens, now)
+        usage = usage or Usage()
+        elapsed = time.perf_counter() - self.t0
+        ttft = self.first_token_at - self.t0 if self.first_token_at is not None else None
+        backend = self.backend
+        routed_model = backend.model if backend else ""
+        record = LedgerRecord(
+            request_id=self.request_id,
+            ts_ms=int(self.started.timestamp() * 1000),
+            namespace=self.caller.namespace,
+            key_name=self.caller.key_name,
+            budgets=self.reservation.budgets if self.reservation else [],
+            project=self.tags.get("project"),
+            user_id=self.tags.get("user"),
+            session_id=self.tags.get("session"),
+            environment=self.tags.get("environment"),
+            cost_center=self.tags.get("costCenter"),
+            endpoint=self.endpoint,
+            requested_model=self.requested_model,
+            routed_model=routed_model,
+            route=self.route.name if self.route else "",
+            backend=backend.name if backend else "",
+            provider=backend.provider.value if backend else "",
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_micros=cost_micros,
+            latency_ms=round(elapsed * 1000, 3),
+            ttft_ms=round(ttft * 1000, 3) if ttft is not None else None,
+            status=status,
+            error_code=error_code,
+            stream=self.stream,
+            estimated=estimated,
+            unpriced=not priced,
+            route_decision=self.route_decision,
+        )
+        services.ledger.submit(record, crossings)
+        self._observe(record, elapsed, ttft)
+
+    def _observe(self, record: LedgerRecord, elapsed: float, ttft: float | None) -> None:
+        metrics = self.services.metrics
+        ns, model = record.namespace, record.requested_model
+        metrics.requests.labels(ns, model, str(record.status)).inc()
+        if record.status >= 400 and record.total_tokens == 0:
+            return
+        metrics.latency.labels(ns, model).observe(elapsed)
+        if ttft is not None:
+            metrics.ttft.labels(ns, model).observe(ttft)
+        for kind, count in (
+            ("prompt", record.prompt_tokens),
+            ("completion", record.completion_tokens),
+            ("cached", record.cached_tokens),
+            ("reasoning", record.reasoning_tokens),
+        ):
+            if count:
+                metrics.tokens.labels(ns, model, kind).inc(count)
+        if record.unpriced:
+            metrics.unpriced.labels(ns, model).inc()
+        elif record.cost_micros:
+            metrics.cost.labels(ns, model).inc(record.cost_micros / 1_000_000)
+        if record.estimated:
+            metrics.estimated.labels(ns, model).inc()

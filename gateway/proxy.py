@@ -1,0 +1,133 @@
+"""The OpenAI-compatible endpoints: chat completions, embeddings, models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmbudget_gateway.attribution import request_tags
+from llmbudget_gateway.contract.config import Backend, Route
+from llmbudget_gateway.contract.specs import Provider
+from llmbudget_gateway.errors import GatewayError, bad_request
+from llmbudget_gateway.forwarding import forward_json, forward_stream
+from llmbudget_gateway.intake import (
+    authenticate,
+    optional_positive_int,
+    read_json,
+    require_bool,
+    require_model,
+)
+from llmbudget_gateway.metering import Exchange
+from llmbudget_gateway.runtime import Caller, pick_weighted
+from llmbudget_gateway.services import Services
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _route(services: Services, caller: Caller, model: str) -> Route:
+    route = services.runtime.route_for(caller.namespace, model)
+    if route is None:
+        raise GatewayError(
+            404,
+            f"The model '{model}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            param="model",
+        )
+    return route
+
+
+def _backend(services: Services, route: Route) -> Backend:
+    backend = pick_weighted(route.backends, services.rng)
+    if backend.provider is Provider.ANTHROPIC:
+        raise GatewayError(
+            501,
+            f"backend {backend.name} of model '{route.model}' is an Anthropic backend; "
+            "OpenAI-to-Anthropic translation is not available in this version",
+            type="upstream_error",
+            code="provider_not_supported",
+        )
+    return backend
+
+
+async def chat_completions(request: Request) -> Response:
+    services = _services(request)
+    caller = authenticate(services, request)
+    body = await read_json(request, services.settings.max_body_bytes)
+    model = require_model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array", param="messages")
+    stream = require_bool(body, "stream")
+    max_tokens = optional_positive_int(body, "max_completion_tokens", "max_tokens")
+    tags = request_tags(request.headers, body)
+    route = _route(services, caller, model)
+    exchange = Exchange(services, caller, tags, "chat.completions", model, stream=stream)
+    backend = _backend(services, route)
+    prompt_tokens = services.tokens.count_messages(messages)
+    if body.get("tools"):
+        prompt_tokens += services.tokens.count_text(orjson.dumps(body["tools"]).decode())
+    exchange.admit(
+        route, backend, prompt_tokens, max_tokens or services.settings.default_max_tokens
+    )
+    headers = {"x-llmbudget-request-id": exchange.request_id}
+    reservation = exchange.reservation
+    if reservation is not None and reservation.downgrade_to and reservation.downgrade_to != model:
+        target = services.runtime.route_for(caller.namespace, reservation.downgrade_to)
+        if target is not None:
+            route, backend = target, _backend(services, target)
+            exchange.route, exchange.backend = route, backend
+            exchange.route_decision = f"downgrade to {target.model}"
+            headers["x-llmbudget-downgraded"] = f"{model} -> {target.model}"
+    upstream_body = {**body, "model": backend.model}
+    forward = forward_stream if stream else forward_json
+    return await forward(
+        exchange, backend, "/chat/completions", upstream_body, prompt_tokens, headers
+    )
+
+
+def _embedding_input_tokens(services: Services, value: Any) -> int:
+    if isinstance(value, str):
+        return services.tokens.count_text(value)
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) for item in value):
+            return sum(services.tokens.count_text(item) for item in value)
+        if all(isinstance(item, int) for item in value):
+            return len(value)
+        if all(isinstance(item, list) for item in value):
+            return sum(len(item) for item in value)
+    raise bad_request(
+        "'input' must be a string, an array of strings or of token arrays", param="input"
+    )
+
+
+async def embeddings(request: Request) -> Response:
+    services = _services(request)
+    caller = authenticate(services, request)
+    body = await read_json(request, services.settings.max_body_bytes)
+    model = require_model(body)
+    prompt_tokens = _embedding_input_tokens(services, body.get("input"))
+    tags = request_tags(request.headers, body)
+    route = _route(services, caller, model)
+    exchange = Exchange(services, caller, tags, "embeddings", model)
+    backend = _backend(services, route)
+    exchange.admit(route, backend, prompt_tokens, 0)
+    headers = {"x-llmbudget-request-id": exchange.request_id}
+    return await forward_json(
+        exchange, backend, "/embeddings", {**body, "model": backend.model}, prompt_tokens, headers
+    )
+
+
+async def list_models(request: Request) -> Response:
+    services = _services(request)
+    caller = authenticate(services, request)
+    data = [
+        {"id": model, "object": "model", "created": 0, "owned_by": "llmbudget"}
+        for model in services.runtime.models_for(caller.namespace)
+    ]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")

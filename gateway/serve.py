@@ -1,0 +1,163 @@
+"""`llmbudget-gateway serve`: run the gateway (uvicorn, one process, SIGTERM flushes the ledger).
+
+One process per replica on purpose: budget reservations live in the process, so they are exact.
+Scale out with replicas sharing a PostgreSQL ledger, not with uvicorn workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from llmbudget_gateway.contract import DEFAULT_SHARED_NAMESPACE, ConfigError
+from llmbudget_gateway.settings import Settings
+from llmbudget_gateway.standalone import load_standalone
+
+log = logging.getLogger("llmbudget.gateway")
+
+
+def add_serve_command(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway on a rendered config (the operator's Secret, mounted) or "
+        "on a directory of TokenBudget/ModelRoute manifests (standalone mode).",
+    )
+    serve.add_argument("config", type=Path, help="config file, mounted Secret dir, or manifests")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="listen port (default %(default)s)")
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".llmbudget"),
+        help="ledger, standalone keys, tokenizer cache (default %(default)s)",
+    )
+    serve.add_argument(
+        "--ledger",
+        type=Path,
+        default=None,
+        help="SQLite ledger file (default <state-dir>/ledger.sqlite3)",
+    )
+    serve.add_argument(
+        "--shared-namespace",
+        default=DEFAULT_SHARED_NAMESPACE,
+        help="namespace whose ModelRoutes serve everyone (default %(default)s)",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file with the admin API token (or set LLMBUDGET_ADMIN_TOKEN)",
+    )
+    serve.add_argument(
+        "--fake-upstream",
+        action="store_true",
+        help="start the built-in fake provider and send every backend to it",
+    )
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024)
+    serve.add_argument(
+        "--default-max-tokens",
+        type=int,
+        default=4096,
+        help="completion tokens reserved when a request sets no max_tokens",
+    )
+    serve.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        help="seconds between config change checks (default %(default)s)",
+    )
+    serve.add_argument("--retention-days", type=int, default=90)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=run_serve)
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    if args.admin_token_file is not None:
+        return args.admin_token_file.read_text().strip() or None
+    return os.environ.get("LLMBUDGET_ADMIN_TOKEN") or None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+
+        return uvloop.run(_serve(args))
+    except ImportError:
+        return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from llmbudget_gateway import fake_upstream
+    from llmbudget_gateway.app import create_app
+
+    fake_runner = None
+    override = None
+    if args.fake_upstream:
+        fake_runner, override = await fake_upstream.start()
+    settings = Settings(
+        config_path=args.config,
+        state_dir=args.state_dir,
+        ledger_path=args.ledger,
+        shared_namespace=args.shared_namespace,
+        admin_token=_admin_token(args),
+        max_body_bytes=args.max_body_bytes,
+        default_max_tokens=args.default_max_tokens,
+        reload_interval=args.reload_interval,
+        retention_days=args.retention_days,
+        upstream_override=override,
+    )
+    public_url = f"http://{args.host}:{args.port}/v1"
+    loader = partial(
+        load_standalone, args.config, args.shared_namespace, args.state_dir, public_url
+    )
+    try:
+        loader()  # fail fast, with every issue listed, before binding the port
+    except ConfigError as error:
+        print(f"invalid config {args.config}:", file=sys.stderr)
+        for issue in error.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    config = uvicorn.Config(
+        create_app(settings, loader),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        http="httptools" if _has("httptools") else "h11",
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    keys_dir = args.state_dir / "keys"
+    print(
+        f"llmbudget gateway: {public_url}  (admin API "
+        f"{'on' if settings.admin_token else 'off'}; "
+        f"{'fake upstream ' + override if override else 'real providers'})",
+        flush=True,
+    )
+    if keys_dir.is_dir():
+        print(f"API keys for the namespaces: {keys_dir}/*.env", flush=True)
+    try:
+        await server.serve()
+    finally:
+        if fake_runner is not None:
+            await fake_runner.cleanup()
+    return 0 if server.started else 1
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

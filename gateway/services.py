@@ -1,0 +1,39 @@
+"""Everything a request handler needs, created once in the app lifespan."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiohttp
+
+from llmbudget_gateway.budgets import BudgetBook
+from llmbudget_gateway.contract.config import GatewayConfig
+from llmbudget_gateway.ledger.sqlite import SqliteLedger
+from llmbudget_gateway.ledger.writer import LedgerWriter
+from llmbudget_gateway.metrics import Metrics
+from llmbudget_gateway.runtime import Runtime
+from llmbudget_gateway.settings import Settings
+from llmbudget_gateway.tokens import TokenCounter
+
+
+@dataclass
+class Services:
+    settings: Settings
+    runtime: Runtime
+    book: BudgetBook
+    ledger: LedgerWriter
+    store: SqliteLedger
+    metrics: Metrics
+    session: aiohttp.ClientSession
+    tokens: TokenCounter
+    rng: random.Random = field(default_factory=random.Random)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def apply_config(self, config: GatewayConfig, now: datetime) -> None:
+        """Swap in a new config. Synchronous: no request sees half of it."""
+        runtime = Runtime.build(config)
+        self.book.apply(config.budgets, now)
+        self.runtime = runtime
+        self.metrics.set_revision(runtime.revision)
