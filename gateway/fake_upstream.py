@@ -3,11 +3,12 @@
 Deterministic: the reply is words of a fixed text, as many as `max_tokens` allows (default 12),
 each word one completion token; prompt tokens are the words of all message contents plus 3 per
 message. Streams carry usage only when `stream_options.include_usage` is true, like OpenAI.
-Scripted behaviour for tests, by request header:
-  x-fake-status: 500            answer with this HTTP status and an OpenAI-shaped error
-  x-fake-delay-ms: 200          wait before answering
-  x-fake-cut-after: 3           streams: drop the connection after this many content chunks
-  x-fake-cached-tokens: 5       report this many cached prompt tokens
+Scripted behaviour for tests, by a `fake` object in the request body (the gateway forwards
+bodies as they are; with the openai SDK: `extra_body={"fake": {...}}`):
+  "status": 500          answer with this HTTP status and an OpenAI-shaped error
+  "delay_ms": 200        wait before answering
+  "cut_after": 3         streams: drop the connection after this many content chunks
+  "cached_tokens": 5     report this many cached prompt tokens
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ def usage(body: dict[str, Any], completion: int, cached: int) -> dict[str, Any]:
     }
 
 
-async def _scripted(request: web.Request) -> web.Response | None:
-    delay = request.headers.get("x-fake-delay-ms")
+def script(body: dict[str, Any]) -> dict[str, int]:
+    scripted = body.get("fake")
+    return scripted if isinstance(scripted, dict) else {}
+
+
+async def _scripted(body: dict[str, Any]) -> web.Response | None:
+    delay = script(body).get("delay_ms")
     if delay:
         await asyncio.sleep(int(delay) / 1000)
-    status = request.headers.get("x-fake-status")
+    status = script(body).get("status")
     if status:
         error = {
             "error": {
@@ -100,11 +106,11 @@ async def _scripted(request: web.Request) -> web.Response | None:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    scripted = await _scripted(request)
+    scripted = await _scripted(body)
     if scripted is not None:
         return scripted
     words = reply_words(body)
-    cached = int(request.headers.get("x-fake-cached-tokens", "0"))
+    cached = int(script(body).get("cached_tokens", 0))
     created = int(time.time())
     base = {
         "id": "chatcmpl-fake",
@@ -130,7 +136,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-    cut_after = int(request.headers.get("x-fake-cut-after", "0"))
+    cut_after = int(script(body).get("cut_after", 0))
     chunk = {**base, "object": "chat.completion.chunk"}
     for index, word in enumerate(words):
         if cut_after and index >= cut_after:
@@ -158,7 +164,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json()
-    scripted = await _scripted(request)
+    scripted = await _scripted(body)
     if scripted is not None:
         return scripted
     inputs = body.get("input")
