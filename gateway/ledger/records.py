@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -41,6 +42,39 @@ class LedgerRecord:
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def values_before_budgets(self) -> tuple[Any, ...]:
+        """Column values in COLUMNS order, up to `budgets` (a test checks the order)."""
+        return (self.request_id, self.ts_ms, self.namespace, self.key_name)
+
+    def values_after_budgets(self) -> tuple[Any, ...]:
+        return (
+            self.project,
+            self.user_id,
+            self.session_id,
+            self.environment,
+            self.cost_center,
+            self.endpoint,
+            self.requested_model,
+            self.routed_model,
+            self.route,
+            self.backend,
+            self.provider,
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.cache_write_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+            self.cost_micros,
+            self.latency_ms,
+            self.ttft_ms,
+            self.status,
+            self.error_code,
+            self.stream,
+            self.estimated,
+            self.unpriced,
+            self.route_decision,
+        )
 
 
 COLUMNS = (

@@ -9,7 +9,6 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import astuple
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,9 +71,9 @@ PRAGMA user_version = {SCHEMA_VERSION};
 _PLACEHOLDERS = ", ".join("?" for _ in COLUMNS)
 _INSERT = "INSERT OR IGNORE INTO requests (" + ", ".join(COLUMNS) + f") VALUES ({_PLACEHOLDERS})"  # noqa: S608
 _ROLLUP = """
-INSERT INTO rollup_hourly VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)
+INSERT INTO rollup_hourly VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SET
-    requests = requests + 1,
+    requests = requests + excluded.requests,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens,
     cost_micros = cost_micros + excluded.cost_micros
@@ -91,9 +90,34 @@ def from_ms(ms: int) -> datetime:
 
 
 def _row(record: LedgerRecord) -> tuple[Any, ...]:
-    values = list(astuple(record))
-    values[COLUMNS.index("budgets")] = json.dumps(record.budgets)
-    return tuple(values)
+    return (
+        *record.values_before_budgets(),
+        json.dumps(record.budgets),
+        *record.values_after_budgets(),
+    )
+
+
+def _rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
+    """One upsert per (hour, namespace, project, user, model, key) of the batch."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for r in records:
+        key = (
+            r.ts_ms - r.ts_ms % HOUR_MS,
+            r.namespace,
+            r.project or "",
+            r.user_id or "",
+            r.requested_model,
+            r.key_name,
+        )
+        sums = groups.get(key)
+        if sums is None:
+            groups[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros]
+        else:
+            sums[0] += 1
+            sums[1] += r.prompt_tokens
+            sums[2] += r.completion_tokens
+            sums[3] += r.cost_micros
+    return [(*key, *sums) for key, sums in groups.items()]
 
 
 def scope_filter(namespace: str, scope: Mapping[str, str]) -> tuple[str, list[Any]]:
@@ -130,23 +154,7 @@ class SqliteLedger:
             self._db.executemany(_INSERT, [_row(r) for r in records])
             inserted = self._db.total_changes - before
             if inserted == len(records):  # no duplicates: roll every row up
-                self._db.executemany(
-                    _ROLLUP,
-                    [
-                        (
-                            r.ts_ms - r.ts_ms % HOUR_MS,
-                            r.namespace,
-                            r.project or "",
-                            r.user_id or "",
-                            r.requested_model,
-                            r.key_name,
-                            r.prompt_tokens,
-                            r.completion_tokens,
-                            r.cost_micros,
-                        )
-                        for r in records
-                    ],
-                )
+                self._db.executemany(_ROLLUP, _rollups(records))
             else:  # a retried batch: roll up only rows not seen before (rebuild the hours)
                 self._rebuild_rollups({r.ts_ms - r.ts_ms % HOUR_MS for r in records})
             self._db.executemany(

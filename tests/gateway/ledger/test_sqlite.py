@@ -100,3 +100,14 @@ def test_reopening_keeps_rows_and_uses_wal(tmp_path: Path) -> None:
     again = SqliteLedger(path)
     assert again.count() == 1
     assert again._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_row_values_follow_the_column_order() -> None:
+    import dataclasses
+
+    from llmbudget_gateway.ledger.records import COLUMNS
+
+    r = record(1, project="p", user_id="u", ttft_ms=1.5, route_decision="d")
+    assert tuple(f.name for f in dataclasses.fields(r)) == COLUMNS
+    values = (*r.values_before_budgets(), r.budgets, *r.values_after_budgets())
+    assert values == dataclasses.astuple(r)
