@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from llmbudget_gateway import __version__, admin, proxy
 from llmbudget_gateway.budgets import BudgetBook
@@ -67,7 +69,7 @@ async def _prune_forever(services: Services) -> None:
         await asyncio.sleep(services.settings.prune_interval)
 
 
-def create_app(settings: Settings, loader: Loader) -> FastAPI:
+def create_app(settings: Settings, loader: Loader) -> HotPath:
     """`loader` returns the config (raising ConfigError); it is called at start and on reload."""
 
     @asynccontextmanager
@@ -142,6 +144,10 @@ def create_app(settings: Settings, loader: Loader) -> FastAPI:
     ]
     for path, handler, method in routes:
         app.add_route(path, guarded(handler), methods=[method])
+    hot = {
+        ("POST", "/v1/chat/completions"): guarded(proxy.chat_completions),
+        ("POST", "/v1/embeddings"): guarded(proxy.embeddings),
+    }
 
     @app.exception_handler(404)
     async def not_found(request: Request, _: Exception) -> Response:
@@ -155,7 +161,34 @@ def create_app(settings: Settings, loader: Loader) -> FastAPI:
             code="method_not_allowed",
         ).response()
 
-    return app
+    return HotPath(app, hot)
+
+
+class HotPath:
+    """Serves the proxy endpoints straight from ASGI, everything else through FastAPI.
+
+    The proxy handlers answer every error themselves (`guarded`), so FastAPI's middleware
+    stack and router would only add per-request cost on the hot path (docs/benchmarks.md).
+    Lifespan, admin, metrics and probes go through FastAPI.
+    """
+
+    def __init__(self, app: FastAPI, endpoints: dict[tuple[str, str], Handler]) -> None:
+        self.app = app
+        self.endpoints = endpoints
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.endpoints.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                scope["app"] = self.app  # request.app.state.services, as under FastAPI
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:

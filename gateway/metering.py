@@ -9,7 +9,6 @@ threshold crossings and updates metrics. It is idempotent: the first call wins.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,7 +29,7 @@ class Exchange:
     endpoint: str
     requested_model: str
     stream: bool = False
-    request_id: str = field(default_factory=lambda: f"llmb-{uuid.uuid4().hex}")
+    request_id: str = ""
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     t0: float = field(default_factory=time.perf_counter)
     route: Route | None = None
@@ -39,6 +38,10 @@ class Exchange:
     first_token_at: float | None = None
     finished: bool = False
     route_decision: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            self.request_id = self.services.new_request_id()
 
     def admit(self, route: Route, backend: Backend, prompt_tokens: int, max_tokens: int) -> None:
         """Reserve the worst case or raise a 429 GatewayError naming the budget."""

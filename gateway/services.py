@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +32,13 @@ class Services:
     session: aiohttp.ClientSession
     tokens: TokenCounter
     rng: random.Random = field(default_factory=random.Random)
+    _process_id: str = field(default_factory=lambda: os.urandom(6).hex())
+    _sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def new_request_id(self) -> str:
+        """Unique across processes and restarts (random per process); no syscall per call."""
+        return f"llmb-{self._process_id}-{next(self._sequence):x}"
 
     def apply_config(self, config: GatewayConfig, now: datetime) -> None:
         """Swap in a new config. Synchronous: no request sees half of it."""
