@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -23,6 +26,20 @@ from llmbudget_gateway.intake import (
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.runtime import Caller, pick_weighted
 from llmbudget_gateway.services import Services
+
+
+@contextmanager
+def settled_on_failure(exchange: Exchange) -> Iterator[None]:
+    """If forwarding dies before the exchange is finished (cancelled at shutdown, a bug), the
+    reservation is released and a ledger row says why: a reservation never leaks."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        exchange.finish(None, 499, "cancelled")
+        raise
+    except BaseException:
+        exchange.finish(None, 500, "internal_error")
+        raise
 
 
 def _services(request: Request) -> Services:
@@ -86,9 +103,10 @@ async def chat_completions(request: Request) -> Response:
             headers["x-llmbudget-downgraded"] = f"{model} -> {target.model}"
     upstream_body = {**body, "model": backend.model}
     forward = forward_stream if stream else forward_json
-    return await forward(
-        exchange, backend, "/chat/completions", upstream_body, prompt_tokens, headers
-    )
+    with settled_on_failure(exchange):
+        return await forward(
+            exchange, backend, "/chat/completions", upstream_body, prompt_tokens, headers
+        )
 
 
 def _embedding_input_tokens(services: Services, value: Any) -> int:
@@ -118,9 +136,15 @@ async def embeddings(request: Request) -> Response:
     backend = _backend(services, route)
     exchange.admit(route, backend, prompt_tokens, 0)
     headers = {"x-llmbudget-request-id": exchange.request_id}
-    return await forward_json(
-        exchange, backend, "/embeddings", {**body, "model": backend.model}, prompt_tokens, headers
-    )
+    with settled_on_failure(exchange):
+        return await forward_json(
+            exchange,
+            backend,
+            "/embeddings",
+            {**body, "model": backend.model},
+            prompt_tokens,
+            headers,
+        )
 
 
 async def list_models(request: Request) -> Response:
