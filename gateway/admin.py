@@ -63,10 +63,14 @@ def projected_micros(limit: LimitState, now: datetime) -> int:
     return max(int(projected), limit.spent_micros)
 
 
-def budget_state_name(state: BudgetState, percent: float, breaker: BreakerState | None) -> str:
+def budget_state_name(
+    state: BudgetState, percent: float, breaker: BreakerState | None, exhausted: bool
+) -> str:
+    """BreakerOpen; Exceeded (100 % used, or a Block limit refused a request this period);
+    Critical (90 %); Warning (the first threshold); else Ok."""
     if breaker is BreakerState.OPEN:
         return "BreakerOpen"
-    if percent >= 100:
+    if percent >= 100 or exhausted:
         return "Exceeded"
     if percent >= 90:
         return "Critical"
@@ -97,6 +101,7 @@ async def budget_usage(services: Services, state: BudgetState, now: datetime) ->
                 "reservedUsd": _usd(limit.reserved_micros),
                 "reservedTokens": limit.reserved_tokens,
                 "requests": limit.requests,
+                "refused": limit.refused,
                 "percentUsed": round(percent, 2),
                 "projectedUsd": _usd(projected_micros(limit, now)),
                 "periodStart": _iso(limit.window.start),
@@ -106,6 +111,10 @@ async def budget_usage(services: Services, state: BudgetState, now: datetime) ->
     assert governing is not None  # a budget has at least one limit
     percent, limit = governing
     breaker_state = services.book.breaker_state(state, now)
+    exhausted = any(
+        lim.refused > 0 or (lim.limit.period, lim.window.start, 100) in state.crossed
+        for lim in state.limits.values()
+    )
     crossed = sorted(
         (
             {"period": p.value, "windowStart": _iso(start), "threshold": t}
@@ -144,7 +153,7 @@ async def budget_usage(services: Services, state: BudgetState, now: datetime) ->
     return {
         "namespace": budget.namespace,
         "name": budget.name,
-        "state": budget_state_name(state, percent, breaker_state),
+        "state": budget_state_name(state, percent, breaker_state, exhausted),
         "action": budget.action.value,
         "governingPeriod": limit.limit.period.value,
         "percentUsed": round(percent, 2),

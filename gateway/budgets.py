@@ -38,6 +38,7 @@ class LimitState:
     reserved_micros: int = 0
     reserved_tokens: int = 0
     requests: int = 0
+    refused: int = 0  # requests a Block limit refused in this window
 
     def would_exceed(self, micros: int, tokens: int) -> bool:
         if self.amount_micros is not None and (
@@ -97,6 +98,7 @@ class Denial:
     budget: Budget
     message: str
     retry_after_seconds: int
+    crossings: tuple[Crossing, ...] = ()
 
 
 @dataclass
@@ -150,6 +152,14 @@ def _new_crossings(state: BudgetState, limit: LimitState, now: datetime) -> list
                 Crossing(state.budget.key, limit.limit.period, limit.window.start, threshold, now)
             )
     return found
+
+
+def _exhausted_crossing(state: BudgetState, limit: LimitState, now: datetime) -> list[Crossing]:
+    key = (limit.limit.period, limit.window.start, 100)
+    if 100 not in state.budget.thresholds or key in state.crossed:
+        return []
+    state.crossed.add(key)
+    return [Crossing(state.budget.key, limit.limit.period, limit.window.start, 100, now)]
 
 
 def _reset_text(window: Window) -> str:
@@ -225,12 +235,16 @@ class BudgetBook:
                 ):
                     downgrade_to = budget.downgrade_to
                 if budget.action is Action.BLOCK and limit.would_exceed(micros, tokens):
+                    # A Block limit that refuses requests is exhausted for its callers: the
+                    # budget's state becomes Exceeded and its 100 % threshold fires, once.
+                    limit.refused += 1
                     return Denial(
                         "budget_exceeded",
                         budget,
                         f"TokenBudget {budget.key} would exceed its {period.value} limit "
                         f"({_describe(limit)}); it resets at {_reset_text(limit.window)}",
                         max(int((limit.window.end - now).total_seconds()) + 1, 1),
+                        tuple(_exhausted_crossing(state, limit, now)),
                     )
                 charges.append((state, limit))
         breakers: list[TokenBreaker] = []

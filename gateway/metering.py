@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from llmbudget_gateway.budgets import Denial, Reservation
+from llmbudget_gateway.budgets import Crossing, Denial, Reservation
 from llmbudget_gateway.contract.config import Backend, Route
 from llmbudget_gateway.errors import GatewayError
 from llmbudget_gateway.ledger.records import LedgerRecord
@@ -62,7 +62,9 @@ class Exchange:
                 code=decision.code,
                 headers={"Retry-After": str(decision.retry_after_seconds)},
             )
-            self.finish(None, status=429, error_code=decision.code)
+            self.finish(
+                None, status=429, error_code=decision.code, crossings=list(decision.crossings)
+            )
             raise error
         self.reservation = decision
 
@@ -76,6 +78,7 @@ class Exchange:
         status: int,
         error_code: str | None = None,
         estimated: bool = False,
+        crossings: list[Crossing] | None = None,
     ) -> None:
         """Settle (or release) and record. Only the first call has an effect."""
         if self.finished:
@@ -84,7 +87,7 @@ class Exchange:
         services = self.services
         now = datetime.now(UTC)
         cost_micros, priced = 0, True
-        crossings = []
+        crossings = list(crossings or [])
         if usage is not None and self.backend is not None:
             cost = services.runtime.prices.cost(self.backend, usage)
             cost_micros, priced = cost.micros, cost.priced
@@ -92,7 +95,7 @@ class Exchange:
             if usage is None or usage.total_tokens == 0:
                 self.reservation.release()
             else:
-                crossings = self.reservation.settle(cost_micros, usage.total_tokens, now)
+                crossings += self.reservation.settle(cost_micros, usage.total_tokens, now)
         usage = usage or Usage()
         elapsed = time.perf_counter() - self.t0
         ttft = self.first_token_at - self.t0 if self.first_token_at is not None else None

@@ -103,7 +103,9 @@ def test_status_shows_in_printer_columns(kube: Kube, namespace: str) -> None:
             "spentTokens": 123456,
             "periodStart": "2026-11-01T00:00:00Z",
             "periodEnd": "2026-12-01T00:00:00Z",
-            "alertedThresholds": [50],
+            "alerted": [
+                {"period": "Monthly", "periodStart": "2026-11-01T00:00:00Z", "thresholds": [50]}
+            ],
             "lastSyncTime": "2026-11-23T12:00:00Z",
             "conditions": [
                 {
@@ -156,7 +158,7 @@ def test_status_shows_in_printer_columns(kube: Kube, namespace: str) -> None:
     assert wide.splitlines()[0].split()[-1] == "MESSAGE"
     assert "enforced by gateway rev abc" in wide
     stored = kube.get_json("tb", "team", "-n", namespace)["status"]
-    assert stored["alertedThresholds"] == [50] and stored["spentTokens"] == 123456
+    assert stored["alerted"][0]["thresholds"] == [50] and stored["spentTokens"] == 123456
 
 
 def test_modelroute_columns(kube: Kube, namespace: str) -> None:

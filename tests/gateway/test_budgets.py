@@ -152,3 +152,16 @@ def test_config_changes_keep_spend_of_remaining_budgets() -> None:
     limit = b.states()[0].limits[Period.DAILY]
     assert limit.spent_micros == 400 and limit.amount_micros == 2000
     assert isinstance(reserve(b, 1600), Reservation)
+
+
+def test_a_block_refusal_marks_the_limit_exhausted_once() -> None:
+    b = book(budget())
+    r = reserve(b, 600)
+    assert isinstance(r, Reservation)
+    r.settle(600, 1, T0)  # 60 %: 50 crossed
+    first = reserve(b, 600)
+    assert isinstance(first, Denial)
+    assert [(c.threshold, c.period) for c in first.crossings] == [(100, Period.DAILY)]
+    second = reserve(b, 600)
+    assert isinstance(second, Denial) and second.crossings == ()
+    assert b.states()[0].limits[Period.DAILY].refused == 2

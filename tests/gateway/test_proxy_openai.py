@@ -207,6 +207,9 @@ def test_budget_exceeded_is_429_naming_budget_limit_and_reset(
     rows = records(gateway)
     assert [r["status"] for r in rows] == [429, 200]
     assert rows[0]["cost_micros"] == 0 and rows[0]["error_code"] == "budget_exceeded"
+    usage = usage_of(gateway)
+    assert usage["state"] == "Exceeded" and usage["limits"][0]["refused"] == 1
+    assert [c["threshold"] for c in usage["thresholdsCrossed"]] == [100]  # 44 % spent, blocked
 
 
 def test_alert_only_lets_requests_through(make_gateway: GatewayFactory) -> None:
