@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmbudget_gateway.contract import Problem
@@ -29,7 +29,7 @@ def ready_condition(
 
 
 def merge_condition(
-    current: list[Mapping[str, Any]] | None, new: dict[str, Any], now: str
+    current: Sequence[Mapping[str, Any]] | None, new: dict[str, Any], now: str
 ) -> list[dict[str, Any]] | None:
     """The conditions list with `new` in place, or None when nothing would change.
 

@@ -15,6 +15,18 @@ GROUP, VERSION = "llmbudget.io", "v1alpha1"
 MERGE_PATCH = "application/merge-patch+json"
 
 
+async def _json_or_none(response: Any) -> dict[str, Any] | None:
+    """The body of a raw (`_preload_content=False`) response: None for 404, raise for errors."""
+    if response.status == 404:
+        response.release()
+        return None
+    if response.status >= 400:
+        text = await response.text()
+        raise ApiException(status=response.status, reason=text[:500])
+    data: dict[str, Any] = await response.json()
+    return data
+
+
 class Kube:
     def __init__(self, api: Any) -> None:
         self.api = api
@@ -81,13 +93,13 @@ class Kube:
             result = await self.core.list_secret_for_all_namespaces(
                 label_selector=label_selector, _preload_content=False
             )
-            return list((await result.json())["items"])
+            return list((await _json_or_none(result) or {"items": []})["items"])
         items: list[dict[str, Any]] = []
         for namespace in namespaces:
             result = await self.core.list_namespaced_secret(
                 namespace, label_selector=label_selector, _preload_content=False
             )
-            items += (await result.json())["items"]
+            items += (await _json_or_none(result) or {"items": []})["items"]
         return items
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -97,8 +109,7 @@ class Kube:
             if error.status == 404:
                 return None
             raise
-        data: dict[str, Any] = await result.json()
-        return data
+        return await _json_or_none(result)
 
     async def write_secret(self, body: dict[str, Any]) -> None:
         """Create the Secret, or replace it (optimistic concurrency on resourceVersion)."""
