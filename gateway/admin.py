@@ -79,7 +79,9 @@ def budget_state_name(
     return "Ok"
 
 
-async def budget_usage(services: Services, state: BudgetState, now: datetime) -> dict[str, Any]:
+async def budget_usage(
+    services: Services, state: BudgetState, now: datetime, with_breakdown: bool = True
+) -> dict[str, Any]:
     budget = state.budget
     limits = []
     governing: tuple[float, LimitState] | None = None
@@ -123,8 +125,9 @@ async def budget_usage(services: Services, state: BudgetState, now: datetime) ->
         ),
         key=lambda c: (c["period"], c["threshold"]),
     )
-    breakdown = {}
-    for dimension, key in (("model", "models"), ("project", "projects"), ("user", "users")):
+    breakdown: dict[str, Any] = {}
+    dimensions = (("model", "models"), ("project", "projects"), ("user", "users"))
+    for dimension, key in dimensions if with_breakdown else ():
         rows = await services.ledger.call(
             services.store.breakdown,
             budget.namespace,
@@ -160,7 +163,7 @@ async def budget_usage(services: Services, state: BudgetState, now: datetime) ->
         "limits": limits,
         "thresholds": budget.thresholds,
         "thresholdsCrossed": crossed,
-        "breakdown": breakdown,
+        "breakdown": breakdown if with_breakdown else None,
         "breaker": breaker,
         "configRevision": services.runtime.revision,
         "time": _iso(now),
@@ -176,7 +179,10 @@ async def list_budgets(request: Request) -> Response:
     _check_token(services, request)
     await services.ledger.flush()
     now = datetime.now(UTC)
-    items = [await budget_usage(services, state, now) for state in services.book.states()]
+    with_breakdown = request.query_params.get("breakdown", "true") != "false"
+    items = [
+        await budget_usage(services, state, now, with_breakdown) for state in services.book.states()
+    ]
     return _json({"items": items, "configRevision": services.runtime.revision})
 
 

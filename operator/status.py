@@ -78,11 +78,12 @@ def status_from_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
             }
             for lim in limits
         ],
-        "breakdown": {
+    }
+    if usage.get("breakdown") is not None:  # None: not fetched this time, keep the old one
+        status["breakdown"] = {
             key: _breakdown(usage["breakdown"].get(key, []))
             for key in ("models", "projects", "users")
-        },
-    }
+        }
     breaker = usage.get("breaker")
     if breaker:
         status["breaker"] = {
@@ -147,4 +148,5 @@ def with_alerted(
 
 
 def changed(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return any(current.get(key) != new.get(key) for key in STATUS_FIELDS_COMPARED)
+    """Whether `new` (a partial status) differs from `current` in any field it sets."""
+    return any(current.get(key) != new[key] for key in STATUS_FIELDS_COMPARED if key in new)

@@ -34,6 +34,8 @@ from llmbudget_operator.status import (
 
 log = logging.getLogger("llmbudget.usage")
 FORCE_REFRESH_INTERVALS = 5
+BREAKDOWN_EVERY = 6
+PATCH_CONCURRENCY = 16
 
 
 @dataclass
@@ -47,6 +49,9 @@ class UsageSync:
     syncs: int = 0
 
     async def run_forever(self) -> None:
+        """At a fixed rate: a slow sync delays the next one, it does not add an interval."""
+        loop = asyncio.get_running_loop()
+        next_start = loop.time()
         while True:
             try:
                 await self.sync_once()
@@ -54,10 +59,16 @@ class UsageSync:
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 log.warning("usage sync failed: %s", self.last_error)
-            await asyncio.sleep(self.settings.sync_interval)
+            next_start = max(next_start + self.settings.sync_interval, loop.time())
+            await asyncio.sleep(next_start - loop.time())
 
     async def fetch_usage(self) -> dict[tuple[str, str], dict[str, Any]]:
-        url = f"{self.settings.gateway_admin_url.rstrip('/')}/admin/v1/budgets"
+        # Breakdowns (top models, projects, users) cost three ledger queries per budget:
+        # refreshed every BREAKDOWN_EVERY syncs, the totals every sync.
+        breakdown = "true" if self.syncs % BREAKDOWN_EVERY == 0 else "false"
+        url = (
+            f"{self.settings.gateway_admin_url.rstrip('/')}/admin/v1/budgets?breakdown={breakdown}"
+        )
         headers = {"Authorization": f"Bearer {self.settings.admin_token}"}
         async with self.session.get(
             url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
@@ -70,11 +81,22 @@ class UsageSync:
         usage = await self.fetch_usage()
         budgets = await self.kube.list_custom("tokenbudgets", self.settings.namespaces)
         now = datetime.now(UTC)
-        for budget in budgets:
-            metadata = budget["metadata"]
-            item = usage.get((metadata["namespace"], metadata["name"]))
-            if item is not None:
+        limit = asyncio.Semaphore(PATCH_CONCURRENCY)
+
+        async def one(budget: dict[str, Any], item: dict[str, Any]) -> None:
+            async with limit:
                 await self._sync_budget(budget, item, now)
+
+        await asyncio.gather(
+            *(
+                one(budget, item)
+                for budget in budgets
+                if (
+                    item := usage.get((budget["metadata"]["namespace"], budget["metadata"]["name"]))
+                )
+                is not None
+            )
+        )
         self.syncs += 1
 
     async def _sync_budget(

@@ -373,6 +373,9 @@ def test_admin_api_requires_its_token(make_gateway: GatewayFactory) -> None:
     ok = httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert ok.status_code == 200
     assert {b["name"] for b in ok.json()["items"]} == {"team", "other"}
+    assert ok.json()["items"][0]["breakdown"] == {"models": [], "projects": [], "users": []}
+    light = httpx.get(f"{url}?breakdown=false", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert all(item["breakdown"] is None for item in light.json()["items"])
     assert (
         httpx.get(
             f"{gateway.root}/admin/v1/budgets/team/nope",

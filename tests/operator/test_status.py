@@ -118,3 +118,10 @@ def test_changed_ignores_sync_time_only() -> None:
     status = status_from_usage(usage())
     assert not changed({**status, "lastSyncTime": "x"}, status)
     assert changed({**status, "spentUSD": "1"}, status)
+
+
+def test_a_usage_report_without_breakdown_keeps_the_old_one() -> None:
+    partial = status_from_usage(usage(breakdown=None))
+    assert "breakdown" not in partial
+    current = status_from_usage(usage())
+    assert not changed(current, partial)  # nothing it sets differs
