@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from llmbudget_gateway.contract import render
 from llmbudget_gateway.contract.manifests import read_manifests
@@ -12,7 +13,7 @@ from tests.conftest import EXAMPLES
 
 
 def test_referenced_secrets_cover_credentials_and_webhooks() -> None:
-    routes = [
+    routes: list[dict[str, Any]] = [
         {
             "metadata": {"namespace": "sys"},
             "spec": {
@@ -20,7 +21,7 @@ def test_referenced_secrets_cover_credentials_and_webhooks() -> None:
             },
         }
     ]
-    budgets = [
+    budgets: list[dict[str, Any]] = [
         {
             "metadata": {"namespace": "team"},
             "spec": {"alerts": {"webhooks": [{"urlSecretRef": {"name": "slack"}}]}},
