@@ -212,6 +212,17 @@ class BudgetBook:
     def matching(self, namespace: str, tags: Mapping[str, str]) -> list[BudgetState]:
         return [s for s in self._by_namespace.get(namespace, ()) if s.matches(namespace, tags)]
 
+    def would_refuse(
+        self, namespace: str, tags: Mapping[str, str], micros: int, tokens: int, now: datetime
+    ) -> bool:
+        """Whether reserve() would refuse for a Block limit (no side effects)."""
+        for state in self.matching(namespace, tags):
+            if state.budget.action is Action.BLOCK:
+                for period in state.limits:
+                    if state.limit_state(period, now).would_exceed(micros, tokens):
+                        return True
+        return False
+
     def reserve(
         self,
         namespace: str,

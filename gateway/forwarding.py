@@ -80,7 +80,7 @@ def _connection_error(exchange: Exchange, error: BaseException) -> GatewayError:
     )
 
 
-def _estimate(exchange: Exchange, prompt_tokens: int, payloads: list[bytes]) -> Usage:
+def _estimate(exchange: Exchange, payloads: list[bytes]) -> Usage:
     """Usage of a cut stream: the prompt estimate plus tokens of text already relayed."""
     parts: list[str] = []
     for payload in payloads:
@@ -98,7 +98,7 @@ def _estimate(exchange: Exchange, prompt_tokens: int, payloads: list[bytes]) -> 
                 parts.append(str(function.get("name") or ""))
                 parts.append(str(function.get("arguments") or ""))
     completion = exchange.services.tokens.count_text("".join(parts))
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion)
+    return Usage(prompt_tokens=exchange.prompt_estimate(), completion_tokens=completion)
 
 
 async def forward_json(
@@ -106,7 +106,6 @@ async def forward_json(
     backend: Backend,
     path: str,
     body: dict[str, Any],
-    prompt_tokens: int,
     response_headers: dict[str, str],
 ) -> Response:
     """A non-streaming request: relay the provider's body as is, bill its usage."""
@@ -134,13 +133,13 @@ async def forward_json(
         parsed = None
     usage = Usage.from_openai(parsed.get("usage")) if isinstance(parsed, dict) else None
     if usage is None or usage.total_tokens == 0:
-        exchange.finish(_estimate_whole(exchange, prompt_tokens, parsed), status, None, True)
+        exchange.finish(_estimate_whole(exchange, parsed), status, None, True)
     else:
         exchange.finish(usage, status)
     return Response(raw, status, response_headers, media_type=content_type)
 
 
-def _estimate_whole(exchange: Exchange, prompt_tokens: int, parsed: Any) -> Usage:
+def _estimate_whole(exchange: Exchange, parsed: Any) -> Usage:
     text = ""
     if isinstance(parsed, dict):
         for choice in parsed.get("choices") or ():
@@ -148,7 +147,8 @@ def _estimate_whole(exchange: Exchange, prompt_tokens: int, parsed: Any) -> Usag
             if isinstance(message, dict) and isinstance(message.get("content"), str):
                 text += message["content"]
     return Usage(
-        prompt_tokens=prompt_tokens, completion_tokens=exchange.services.tokens.count_text(text)
+        prompt_tokens=exchange.prompt_estimate(),
+        completion_tokens=exchange.services.tokens.count_text(text),
     )
 
 
@@ -157,7 +157,6 @@ async def forward_stream(
     backend: Backend,
     path: str,
     body: dict[str, Any],
-    prompt_tokens: int,
     response_headers: dict[str, str],
 ) -> Response:
     """A streaming request: relay SSE events as they come, bill the final usage chunk."""
@@ -198,7 +197,7 @@ async def forward_stream(
         )
     headers = {**response_headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
-        _relay(exchange, upstream, prompt_tokens, drop_usage_chunk=not client_wants_usage),
+        _relay(exchange, upstream, drop_usage_chunk=not client_wants_usage),
         status_code=upstream.status,
         headers=headers,
         media_type="text/event-stream",
@@ -208,7 +207,6 @@ async def forward_stream(
 async def _relay(
     exchange: Exchange,
     upstream: aiohttp.ClientResponse,
-    prompt_tokens: int,
     drop_usage_chunk: bool,
 ) -> AsyncIterator[bytes]:
     usage: Usage | None = None
@@ -258,7 +256,7 @@ async def _relay(
             exchange.finish(usage, status, error_code)
         else:
             exchange.finish(
-                _estimate(exchange, prompt_tokens, payloads),
+                _estimate(exchange, payloads),
                 status,
                 error_code or "usage_missing",
                 estimated=True,

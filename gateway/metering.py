@@ -9,6 +9,7 @@ threshold crossings and updates metrics. It is idempotent: the first call wins.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,17 +39,38 @@ class Exchange:
     first_token_at: float | None = None
     finished: bool = False
     route_decision: str | None = None
+    _prompt_bound: int = 0
+    _exact_prompt: Callable[[], int] | None = None
+    _prompt_exact: int | None = None
 
     def __post_init__(self) -> None:
         if not self.request_id:
             self.request_id = self.services.new_request_id()
 
-    def admit(self, route: Route, backend: Backend, prompt_tokens: int, max_tokens: int) -> None:
-        """Reserve the worst case or raise a 429 GatewayError naming the budget."""
+    def admit(
+        self,
+        route: Route,
+        backend: Backend,
+        prompt_tokens: int,
+        max_tokens: int,
+        exact_prompt: Callable[[], int] | None = None,
+    ) -> None:
+        """Reserve the worst case or raise a 429 GatewayError naming the budget.
+
+        `prompt_tokens` may be a cheap upper bound; if it would be refused, `exact_prompt`
+        (tokenizing the prompt) decides instead. Either way the reservation is a true worst
+        case, and the tokenizer runs only for requests near a limit."""
         self.route, self.backend = route, backend
+        self._prompt_bound, self._exact_prompt = prompt_tokens, exact_prompt
+        book, prices = self.services.book, self.services.runtime.prices
         worst = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
-        cost = self.services.runtime.prices.cost(backend, worst)
-        decision = self.services.book.reserve(
+        cost = prices.cost(backend, worst)
+        if exact_prompt is not None and book.would_refuse(
+            self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
+        ):
+            worst = Usage(prompt_tokens=self.prompt_estimate(), completion_tokens=max_tokens)
+            cost = prices.cost(backend, worst)
+        decision = book.reserve(
             self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
         )
         if isinstance(decision, Denial):
@@ -67,6 +89,14 @@ class Exchange:
             )
             raise error
         self.reservation = decision
+
+    def prompt_estimate(self) -> int:
+        """The tokenizer's count of the prompt (computed once, on demand), else the bound."""
+        if self._prompt_exact is None:
+            if self._exact_prompt is None:
+                return self._prompt_bound
+            self._prompt_exact = self._exact_prompt()
+        return self._prompt_exact
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -137,25 +167,24 @@ class Exchange:
         self._observe(record, elapsed, ttft)
 
     def _observe(self, record: LedgerRecord, elapsed: float, ttft: float | None) -> None:
-        metrics = self.services.metrics
-        ns, model = record.namespace, record.requested_model
-        metrics.requests.labels(ns, model, str(record.status)).inc()
+        series = self.services.metrics.series(record.namespace, record.requested_model)
+        series.requests(record.status).inc()
         if record.status >= 400 and record.total_tokens == 0:
             return
-        metrics.latency.labels(ns, model).observe(elapsed)
+        series.latency.observe(elapsed)
         if ttft is not None:
-            metrics.ttft.labels(ns, model).observe(ttft)
-        for kind, count in (
-            ("prompt", record.prompt_tokens),
-            ("completion", record.completion_tokens),
-            ("cached", record.cached_tokens),
-            ("reasoning", record.reasoning_tokens),
-        ):
-            if count:
-                metrics.tokens.labels(ns, model, kind).inc(count)
+            series.ttft.observe(ttft)
+        if record.prompt_tokens:
+            series.prompt_tokens.inc(record.prompt_tokens)
+        if record.completion_tokens:
+            series.completion_tokens.inc(record.completion_tokens)
+        if record.cached_tokens:
+            series.cached_tokens.inc(record.cached_tokens)
+        if record.reasoning_tokens:
+            series.reasoning_tokens.inc(record.reasoning_tokens)
         if record.unpriced:
-            metrics.unpriced.labels(ns, model).inc()
+            series.unpriced.inc()
         elif record.cost_micros:
-            metrics.cost.labels(ns, model).inc(record.cost_micros / 1_000_000)
+            series.cost.inc(record.cost_micros / 1_000_000)
         if record.estimated:
-            metrics.estimated.labels(ns, model).inc()
+            series.estimated.inc()

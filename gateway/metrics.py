@@ -8,7 +8,9 @@ at scrape time from the budget book.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -73,9 +75,37 @@ class _BudgetCollector(Collector):
         yield from (limit_usd, spent_usd, limit_tokens, spent_tokens, used, breaker)
 
 
+@dataclass
+class ModelSeries:
+    """The metric children of one (namespace, model), looked up once (label lookups lock)."""
+
+    namespace: str
+    model: str
+    metrics: Metrics
+    latency: Any
+    ttft: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    cached_tokens: Any
+    reasoning_tokens: Any
+    cost: Any
+    unpriced: Any
+    estimated: Any
+    by_status: dict[int, Any] = field(default_factory=dict)
+
+    def requests(self, status: int) -> Any:
+        child = self.by_status.get(status)
+        if child is None:
+            child = self.by_status[status] = self.metrics.requests.labels(
+                self.namespace, self.model, str(status)
+            )
+        return child
+
+
 class Metrics:
     def __init__(self, book: BudgetBook, queue_depth: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[tuple[str, str], ModelSeries] = {}
         r = self.registry
         self.requests = Counter(
             "llmbudget_requests",
@@ -131,6 +161,26 @@ class Metrics:
             "llmbudget_ledger_queue_depth", "Ledger rows waiting to be written", registry=r
         ).set_function(lambda: float(queue_depth()))
         r.register(_BudgetCollector(book))
+
+    def series(self, namespace: str, model: str) -> ModelSeries:
+        found = self._series.get((namespace, model))
+        if found is None:
+            labels = (namespace, model)
+            found = self._series[labels] = ModelSeries(
+                namespace,
+                model,
+                self,
+                latency=self.latency.labels(*labels),
+                ttft=self.ttft.labels(*labels),
+                prompt_tokens=self.tokens.labels(*labels, "prompt"),
+                completion_tokens=self.tokens.labels(*labels, "completion"),
+                cached_tokens=self.tokens.labels(*labels, "cached"),
+                reasoning_tokens=self.tokens.labels(*labels, "reasoning"),
+                cost=self.cost.labels(*labels),
+                unpriced=self.unpriced.labels(*labels),
+                estimated=self.estimated.labels(*labels),
+            )
+        return found
 
     def set_revision(self, revision: str) -> None:
         self.config_revision.clear()

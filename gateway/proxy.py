@@ -86,11 +86,18 @@ async def chat_completions(request: Request) -> Response:
     route = _route(services, caller, model)
     exchange = Exchange(services, caller, tags, "chat.completions", model, stream=stream)
     backend = _backend(services, route)
-    prompt_tokens = services.tokens.count_messages(messages)
-    if body.get("tools"):
-        prompt_tokens += services.tokens.count_text(orjson.dumps(body["tools"]).decode())
+    tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
+
+    def exact_prompt() -> int:
+        return services.tokens.count_messages(messages) + services.tokens.count_text(tools)
+
+    prompt_bound = services.tokens.bound_messages(messages) + len(tools.encode())
     exchange.admit(
-        route, backend, prompt_tokens, max_tokens or services.settings.default_max_tokens
+        route,
+        backend,
+        prompt_bound,
+        max_tokens or services.settings.default_max_tokens,
+        exact_prompt,
     )
     headers = {"x-llmbudget-request-id": exchange.request_id}
     reservation = exchange.reservation
@@ -104,9 +111,7 @@ async def chat_completions(request: Request) -> Response:
     upstream_body = {**body, "model": backend.model}
     forward = forward_stream if stream else forward_json
     with settled_on_failure(exchange):
-        return await forward(
-            exchange, backend, "/chat/completions", upstream_body, prompt_tokens, headers
-        )
+        return await forward(exchange, backend, "/chat/completions", upstream_body, headers)
 
 
 def _embedding_input_tokens(services: Services, value: Any) -> int:
@@ -142,7 +147,6 @@ async def embeddings(request: Request) -> Response:
             backend,
             "/embeddings",
             {**body, "model": backend.model},
-            prompt_tokens,
             headers,
         )
 

@@ -137,6 +137,7 @@ async def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         http="httptools" if _has("httptools") else "h11",
         timeout_graceful_shutdown=30,
+        proxy_headers=False,  # no client addresses are used; saves work per request
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -67,36 +68,52 @@ class TokenCounter:
 
     def count_messages(self, messages: Any) -> int:
         """Prompt tokens of an OpenAI `messages` list (text parts; images count by a flat rate)."""
-        if not isinstance(messages, list):
-            return 0
-        total = 3  # every reply is primed with <|start|>assistant<|message|>
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            total += MESSAGE_OVERHEAD_TOKENS
-            total += self.count_content(message.get("content"))
-            name = message.get("name")
-            if isinstance(name, str):
-                total += self.count_text(name)
-            tool_calls = message.get("tool_calls")
-            if tool_calls:
-                total += self.count_text(str(tool_calls))
-        return total
+        return _messages(messages, self.count_text)
+
+    def bound_messages(self, messages: Any) -> int:
+        """A cheap upper bound of count_messages: a byte-level BPE token is at least one byte."""
+        return _messages(messages, utf8_length)
 
     def count_content(self, content: Any) -> int:
-        if isinstance(content, str):
-            return self.count_text(content)
-        if isinstance(content, list):
-            total = 0
-            for part in content:
-                if not isinstance(part, dict):
-                    continue
-                if isinstance(part.get("text"), str):
-                    total += self.count_text(part["text"])
-                elif part.get("type") in ("image_url", "image", "input_image"):
-                    total += IMAGE_TOKENS
-            return total
+        return _content(content, self.count_text)
+
+
+def utf8_length(text: str) -> int:
+    return len(text.encode())
+
+
+def _messages(messages: Any, count: Callable[[str], int]) -> int:
+    if not isinstance(messages, list):
         return 0
+    total = 3  # every reply is primed with <|start|>assistant<|message|>
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        total += MESSAGE_OVERHEAD_TOKENS
+        total += _content(message.get("content"), count)
+        name = message.get("name")
+        if isinstance(name, str):
+            total += count(name)
+        tool_calls = message.get("tool_calls")
+        if tool_calls:
+            total += count(str(tool_calls))
+    return total
+
+
+def _content(content: Any, count: Callable[[str], int]) -> int:
+    if isinstance(content, str):
+        return count(content)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                total += count(part["text"])
+            elif part.get("type") in ("image_url", "image", "input_image"):
+                total += IMAGE_TOKENS
+        return total
+    return 0
 
 
 IMAGE_TOKENS = 1_105  # a high-detail 1024x1024 image under OpenAI's tiling rule

@@ -37,12 +37,13 @@ async def _burst(url: str, n: int, max_tokens: int, delay_ms: int) -> list[int]:
 
 
 def test_n_parallel_requests_against_room_for_k_admit_k(make_gateway: GatewayFactory) -> None:
-    # Worst case per request: prompt estimate (11 tokens * $2/M) + 100 * $8/M = 822 micros.
-    # A limit of 5 * 822 micros has room for exactly five requests in flight.
+    # Admission reserves a cheap upper bound of the prompt (its UTF-8 bytes: 29 "tokens")
+    # plus max_tokens: 29 * $2/M + 100 * $8/M = 858 micros. A limit of 5 * 858 micros has room
+    # for exactly five requests in flight (a sixth does not fit even counted exactly: 822).
     gateway = make_gateway(
         budget_spec="""\
         limits:
-          - {period: Daily, amount: "0.00411"}
+          - {period: Daily, amount: "0.00429"}
         """
     )
     statuses = asyncio.run(_burst(gateway.url, 20, 100, delay_ms=1500))

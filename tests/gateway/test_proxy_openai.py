@@ -212,6 +212,19 @@ def test_budget_exceeded_is_429_naming_budget_limit_and_reset(
     assert [c["threshold"] for c in usage["thresholdsCrossed"]] == [100]  # 44 % spent, blocked
 
 
+def test_near_the_limit_the_exact_token_count_decides(make_gateway: GatewayFactory) -> None:
+    # The byte bound (29 * 2 + 20 * 8 = 218 micros) does not fit in 200; the tokenizer's count
+    # (11 * 2 + 160 = 182) does, so the request is admitted.
+    gateway = make_gateway(
+        budget_spec="""\
+        limits:
+          - {period: Daily, amount: "0.0002"}
+        """
+    )
+    client(gateway).chat.completions.create(model="gpt-4.1", messages=MESSAGES, max_tokens=20)
+    assert records(gateway)[0]["status"] == 200
+
+
 def test_alert_only_lets_requests_through(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(
         budget_spec="""\
