@@ -188,3 +188,7 @@ class Exchange:
             series.cost.inc(record.cost_micros / 1_000_000)
         if record.estimated:
             series.estimated.inc()
+        for budget in record.budgets:  # "namespace/name" of every budget the request matched
+            by_type = series.budget_tokens(budget.partition("/")[2])
+            by_type[0].inc(record.prompt_tokens)
+            by_type[1].inc(record.completion_tokens)

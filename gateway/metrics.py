@@ -93,6 +93,19 @@ class ModelSeries:
     estimated: Any
     by_status: dict[int, Any] = field(default_factory=dict)
 
+    _budgets: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def budget_tokens(self, budget: str) -> tuple[Any, Any]:
+        """(prompt, completion) children of llmbudget_budget_tokens_total for one budget."""
+        children = self._budgets.get(budget)
+        if children is None:
+            labels = (self.namespace, budget, self.model)
+            children = self._budgets[budget] = (
+                self.metrics.budget_tokens.labels(*labels, "prompt"),
+                self.metrics.budget_tokens.labels(*labels, "completion"),
+            )
+        return children
+
     def requests(self, status: int) -> Any:
         child = self.by_status.get(status)
         if child is None:
@@ -115,6 +128,13 @@ class Metrics:
         )
         self.tokens = Counter(
             "llmbudget_tokens", "Tokens billed, by type", ["namespace", "model", "type"], registry=r
+        )
+        self.budget_tokens = Counter(
+            "llmbudget_budget_tokens",
+            "Tokens billed, per TokenBudget the request matched (a request matched by two "
+            "budgets counts in both; use llmbudget_tokens_total for namespace totals)",
+            ["namespace", "budget", "model", "type"],
+            registry=r,
         )
         self.cost = Counter(
             "llmbudget_cost_usd", "Dollars billed", ["namespace", "model"], registry=r

@@ -368,6 +368,8 @@ def test_metrics_health_and_readiness(make_gateway: GatewayFactory) -> None:
         'llmbudget_tokens_total{model="gpt-4.1",namespace="team",type="completion"} 12.0',
         'llmbudget_budget_limit_usd{budget="team",namespace="team",period="Monthly"} 10.0',
         'llmbudget_budget_spent_usd{budget="team",namespace="team",period="Monthly"} 0.00011',
+        'llmbudget_budget_tokens_total{budget="team",model="gpt-4.1",namespace="team",'
+        'type="completion"} 12.0',
         "llmbudget_ledger_queue_depth",
         "llmbudget_request_duration_seconds_bucket",
     ):
