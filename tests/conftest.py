@@ -30,6 +30,20 @@ class Kube:
 
     kubeconfig: Path
     kubectl_path: Path
+    helm_path: Path | None = None
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert self.helm_path is not None, "no helm binary (set HELM for external clusters)"
+        result = subprocess.run(
+            [str(self.helm_path), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
@@ -70,13 +84,14 @@ def kube() -> Iterator[Kube]:
         kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl")
         if not kubectl:
             pytest.fail("LLMBUDGET_TEST_KUBECONFIG is set but no kubectl on PATH (or KUBECTL)")
-        cluster = Kube(Path(external), Path(kubectl))
+        helm = os.environ.get("HELM") or shutil.which("helm")
+        cluster = Kube(Path(external), Path(kubectl), Path(helm) if helm else None)
     else:
         _timings_used = True
         binaries = ensure_binaries(_timings)
         control_plane = LocalControlPlane(binaries, timings=_timings)
         control_plane.start()
-        cluster = Kube(control_plane.kubeconfig, binaries.kubectl)
+        cluster = Kube(control_plane.kubeconfig, binaries.kubectl, binaries.helm)
     try:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
         cluster.kubectl(

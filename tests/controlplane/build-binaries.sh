@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the control-plane binaries the test suite runs as local processes:
-# kube-apiserver and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3.
+# kube-apiserver and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and
+# helm (for the chart tests) from helm.sh/helm/v3.
 #
 # Everything comes from the Go module proxy. The binaries are cached outside the repository,
 # keyed by version, and reused on the next run:
@@ -17,11 +18,13 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.35.4}"
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
+HELM_VERSION="${HELM_VERSION:-3.20.2}"
 CACHE="${LLMBUDGET_BIN_CACHE:-$HOME/.cache/llmbudget}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
 
 k8s_dir="$CACHE/k8s-v$K8S_VERSION"
 etcd_dir="$CACHE/etcd-v$ETCD_VERSION"
+helm_dir="$CACHE/helm-v$HELM_VERSION-k8s$K8S_VERSION"
 mkdir -p "$CACHE"
 
 build_k8s() {
@@ -81,8 +84,30 @@ build_etcd() {
   echo "control-plane: built etcd v$ETCD_VERSION in $((SECONDS - start)) s"
 }
 
+build_helm() {
+  if [[ -x "$helm_dir/helm" ]]; then
+    echo "control-plane: reusing helm v$HELM_VERSION from $helm_dir"
+    return
+  fi
+  local start=$SECONDS
+  echo "control-plane: building helm v$HELM_VERSION"
+  local minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
+  mkdir -p "$helm_dir.tmp"
+  GOBIN="$helm_dir.tmp" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  rm -rf "$helm_dir" && mv "$helm_dir.tmp" "$helm_dir"
+  echo "control-plane: built helm v$HELM_VERSION in $((SECONDS - start)) s"
+}
+
 build_etcd
 build_k8s
+build_helm
+echo "HELM=$helm_dir/helm"
 echo "KUBE_APISERVER=$k8s_dir/kube-apiserver"
 echo "KUBECTL=$k8s_dir/kubectl"
 echo "ETCD=$etcd_dir/etcd"

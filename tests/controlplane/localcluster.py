@@ -32,6 +32,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kubectl: Path
+    helm: Path
 
 
 @dataclass
@@ -63,6 +64,7 @@ def ensure_binaries(timings: Timings) -> Binaries:
         etcd=Path(paths["ETCD"]),
         kube_apiserver=Path(paths["KUBE_APISERVER"]),
         kubectl=Path(paths["KUBECTL"]),
+        helm=Path(paths["HELM"]),
     )
 
 
