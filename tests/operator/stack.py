@@ -83,6 +83,7 @@ class Stack:
     workdir: Path
     gateway_namespace: str
     operator_kubeconfig: Path | None = None  # default: the admin kubeconfig
+    gateway_args: tuple[str, ...] = ()
     sync_interval: float = 1.0
     gateway_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
@@ -185,6 +186,7 @@ class Stack:
                 "0.2",
                 "--log-level",
                 "warning",
+                *self.gateway_args,
             ],
             env={**os.environ, "LLMBUDGET_ADMIN_TOKEN": ADMIN_TOKEN},
             cwd=self.workdir,
