@@ -9,6 +9,8 @@ bodies as they are; with the openai SDK: `extra_body={"fake": {...}}`):
   "delay_ms": 200        wait before answering
   "cut_after": 3         streams: drop the connection after this many content chunks
   "cached_tokens": 5     report this many cached prompt tokens
+  "fail_first": 2, "key": "k"   with "status": fail only the first 2 calls scripted with "k"
+  "retry_after": 1       with "status": send this Retry-After header
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ WORDS = (
     "way",
 )
 DEFAULT_REPLY_TOKENS = 12
+COUNTERS = web.AppKey("counters", dict[str, int])
 
 
 def prompt_tokens(body: dict[str, Any]) -> int:
@@ -86,11 +89,18 @@ def script(body: dict[str, Any]) -> dict[str, int]:
     return scripted if isinstance(scripted, dict) else {}
 
 
-async def _scripted(body: dict[str, Any]) -> web.Response | None:
+async def _scripted(request: web.Request, body: dict[str, Any]) -> web.Response | None:
     delay = script(body).get("delay_ms")
     if delay:
         await asyncio.sleep(int(delay) / 1000)
     status = script(body).get("status")
+    fail_first = script(body).get("fail_first")
+    if status and fail_first is not None:  # fail only the first N calls with this "key"
+        counters = request.app[COUNTERS]
+        key = str(script(body).get("key", ""))
+        counters[key] = counters.get(key, 0) + 1
+        if counters[key] > int(fail_first):
+            status = None
     if status:
         error = {
             "error": {
@@ -100,13 +110,18 @@ async def _scripted(body: dict[str, Any]) -> web.Response | None:
                 "code": f"fake_{status}",
             }
         }
-        return web.json_response(error, status=int(status))
+        headers = (
+            {"Retry-After": str(script(body)["retry_after"])}
+            if ("retry_after" in script(body))
+            else None
+        )
+        return web.json_response(error, status=int(status), headers=headers)
     return None
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    scripted = await _scripted(body)
+    scripted = await _scripted(request, body)
     if scripted is not None:
         return scripted
     words = reply_words(body)
@@ -164,7 +179,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json()
-    scripted = await _scripted(body)
+    scripted = await _scripted(request, body)
     if scripted is not None:
         return scripted
     inputs = body.get("input")
@@ -185,6 +200,7 @@ async def embeddings(request: web.Request) -> web.Response:
 
 def create_app() -> web.Application:
     app = web.Application()
+    app[COUNTERS] = {}  # per-app state for "fail_first" scripts
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     return app

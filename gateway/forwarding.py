@@ -19,7 +19,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from llmbudget_gateway.contract.config import Backend
-from llmbudget_gateway.errors import GatewayError, error_body
+from llmbudget_gateway.errors import error_body
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.usage import Usage
 
@@ -53,31 +53,62 @@ def _upstream_error(status: int, raw: bytes) -> tuple[bytes, str]:
     return error_body(message, "upstream_error", f"upstream_{status}"), f"upstream_{status}"
 
 
-def _connection_error(exchange: Exchange, error: BaseException) -> GatewayError:
-    backend = exchange.backend.name if exchange.backend else "?"
+class UpstreamFailure(Exception):
+    """An attempt that got no usable answer; the caller retries, falls back or answers it."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        body: bytes,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"upstream {status} {code}")
+        self.status = status
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+    @property
+    def retryable(self) -> bool:
+        """Worth another attempt on the same backend: rate limits, 5xx, timeouts, resets."""
+        return self.status in (408, 409, 429) or self.status >= 500
+
+    @property
+    def client_error(self) -> bool:
+        """The request itself is wrong: no other backend will do better."""
+        return self.status in (400, 404, 413, 422)
+
+    def response(self) -> Response:
+        return Response(self.body, self.status, self.headers, media_type="application/json")
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _connection_failure(backend: Backend, error: BaseException) -> UpstreamFailure:
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        exchange.finish(None, 504, "upstream_timeout")
-        return GatewayError(
+        status, code, message = (
             504,
-            f"upstream backend {backend} timed out",
-            type="upstream_error",
-            code="upstream_timeout",
+            "upstream_timeout",
+            f"upstream backend {backend.name} timed out",
         )
-    if isinstance(error, aiohttp.ClientConnectorError):
-        exchange.finish(None, 502, "upstream_unreachable")
-        return GatewayError(
-            502,
-            f"cannot connect to upstream backend {backend}",
-            type="upstream_error",
-            code="upstream_unreachable",
-        )
-    exchange.finish(None, 502, "upstream_error")
-    return GatewayError(
-        502,
-        f"upstream backend {backend} failed: {type(error).__name__}",
-        type="upstream_error",
-        code="upstream_error",
-    )
+    elif isinstance(error, aiohttp.ClientConnectorError):
+        status, code = 502, "upstream_unreachable"
+        message = f"cannot connect to upstream backend {backend.name}"
+    else:
+        status, code = 502, "upstream_error"
+        message = f"upstream backend {backend.name} failed: {type(error).__name__}"
+    return UpstreamFailure(status, code, error_body(message, "upstream_error", code))
 
 
 def _estimate(exchange: Exchange, payloads: list[bytes]) -> Usage:
@@ -121,12 +152,12 @@ async def forward_json(
             raw = await upstream.read()
             status = upstream.status
             content_type = upstream.headers.get("Content-Type", "application/json")
+            retry_after = _retry_after(upstream.headers)
     except (TimeoutError, aiohttp.ClientError) as error:
-        raise _connection_error(exchange, error) from None
+        raise _connection_failure(backend, error) from None
     if status >= 400:
         client_body, code = _upstream_error(status, raw)
-        exchange.finish(None, status, code)
-        return Response(client_body, status, response_headers, media_type="application/json")
+        raise UpstreamFailure(status, code, client_body, retry_after, response_headers)
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -182,8 +213,9 @@ async def forward_stream(
             timeout=timeout,
         )
     except (TimeoutError, aiohttp.ClientError) as error:
-        raise _connection_error(exchange, error) from None
+        raise _connection_failure(backend, error) from None
     if upstream.status >= 400:
+        retry_after = _retry_after(upstream.headers)
         try:
             raw = await upstream.read()
         except (TimeoutError, aiohttp.ClientError):
@@ -191,10 +223,7 @@ async def forward_stream(
         finally:
             upstream.release()
         client_body, code = _upstream_error(upstream.status, raw)
-        exchange.finish(None, upstream.status, code)
-        return Response(
-            client_body, upstream.status, response_headers, media_type="application/json"
-        )
+        raise UpstreamFailure(upstream.status, code, client_body, retry_after, response_headers)
     headers = {**response_headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(
         _relay(exchange, upstream, drop_usage_chunk=not client_wants_usage),

@@ -39,6 +39,7 @@ class Exchange:
     first_token_at: float | None = None
     finished: bool = False
     route_decision: str | None = None
+    attempts: int = 0
     _prompt_bound: int = 0
     _exact_prompt: Callable[[], int] | None = None
     _prompt_exact: int | None = None
@@ -97,6 +98,35 @@ class Exchange:
                 return self._prompt_bound
             self._prompt_exact = self._exact_prompt()
         return self._prompt_exact
+
+    def record_attempt(self, status: int, error_code: str) -> None:
+        """A failed attempt before a retry or fallback: its own ledger row, nothing billed."""
+        self.attempts += 1
+        backend = self.backend
+        record = LedgerRecord(
+            request_id=f"{self.request_id}.{self.attempts}",
+            ts_ms=int(self.started.timestamp() * 1000),
+            namespace=self.caller.namespace,
+            key_name=self.caller.key_name,
+            budgets=self.reservation.budgets if self.reservation else [],
+            project=self.tags.get("project"),
+            user_id=self.tags.get("user"),
+            endpoint=self.endpoint,
+            requested_model=self.requested_model,
+            routed_model=backend.model if backend else "",
+            route=self.route.name if self.route else "",
+            backend=backend.name if backend else "",
+            provider=backend.provider.value if backend else "",
+            latency_ms=round((time.perf_counter() - self.t0) * 1000, 3),
+            status=status,
+            error_code=error_code,
+            stream=self.stream,
+            route_decision=f"attempt {self.attempts} failed; retrying",
+        )
+        self.services.ledger.submit(record)
+        self.services.metrics.series(self.caller.namespace, self.requested_model).requests(
+            status
+        ).inc()
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

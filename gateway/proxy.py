@@ -11,9 +11,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmbudget_gateway import routing
 from llmbudget_gateway.attribution import request_tags
-from llmbudget_gateway.contract.config import Backend, Route
-from llmbudget_gateway.contract.specs import Provider
+from llmbudget_gateway.contract.config import Route
 from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.forwarding import forward_json, forward_stream
 from llmbudget_gateway.intake import (
@@ -24,7 +24,7 @@ from llmbudget_gateway.intake import (
     require_model,
 )
 from llmbudget_gateway.metering import Exchange
-from llmbudget_gateway.runtime import Caller, pick_weighted
+from llmbudget_gateway.runtime import Caller
 from llmbudget_gateway.services import Services
 
 
@@ -59,19 +59,6 @@ def _route(services: Services, caller: Caller, model: str) -> Route:
     return route
 
 
-def _backend(services: Services, route: Route) -> Backend:
-    backend = pick_weighted(route.backends, services.rng)
-    if backend.provider is Provider.ANTHROPIC:
-        raise GatewayError(
-            501,
-            f"backend {backend.name} of model '{route.model}' is an Anthropic backend; "
-            "OpenAI-to-Anthropic translation is not available in this version",
-            type="upstream_error",
-            code="provider_not_supported",
-        )
-    return backend
-
-
 async def chat_completions(request: Request) -> Response:
     services = _services(request)
     caller = authenticate(services, request)
@@ -85,7 +72,7 @@ async def chat_completions(request: Request) -> Response:
     tags = request_tags(request.headers, body)
     route = _route(services, caller, model)
     exchange = Exchange(services, caller, tags, "chat.completions", model, stream=stream)
-    backend = _backend(services, route)
+    chosen = routing.plan(route, body, services.rng)
     tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
 
     def exact_prompt() -> int:
@@ -94,24 +81,27 @@ async def chat_completions(request: Request) -> Response:
     prompt_bound = services.tokens.bound_messages(messages) + len(tools.encode())
     exchange.admit(
         route,
-        backend,
+        chosen.backends[0],
         prompt_bound,
         max_tokens or services.settings.default_max_tokens,
         exact_prompt,
     )
-    headers = {"x-llmbudget-request-id": exchange.request_id}
+    exchange.route_decision = chosen.decision
+    headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
     reservation = exchange.reservation
     if reservation is not None and reservation.downgrade_to and reservation.downgrade_to != model:
         target = services.runtime.route_for(caller.namespace, reservation.downgrade_to)
         if target is not None:
-            route, backend = target, _backend(services, target)
-            exchange.route, exchange.backend = route, backend
-            exchange.route_decision = f"downgrade to {target.model}"
+            route, chosen = target, routing.plan(target, body, services.rng)
+            exchange.route = route
+            exchange.route_decision = f"downgrade to {target.model}; {chosen.decision}"
             headers["x-llmbudget-downgraded"] = f"{model} -> {target.model}"
-    upstream_body = {**body, "model": backend.model}
+            headers["x-llmbudget-route"] = chosen.decision
     forward = forward_stream if stream else forward_json
     with settled_on_failure(exchange):
-        return await forward(exchange, backend, "/chat/completions", upstream_body, headers)
+        return await routing.send(
+            exchange, route, chosen, "/chat/completions", body, headers, forward
+        )
 
 
 def _embedding_input_tokens(services: Services, value: Any) -> int:
@@ -138,16 +128,13 @@ async def embeddings(request: Request) -> Response:
     tags = request_tags(request.headers, body)
     route = _route(services, caller, model)
     exchange = Exchange(services, caller, tags, "embeddings", model)
-    backend = _backend(services, route)
-    exchange.admit(route, backend, prompt_tokens, 0)
-    headers = {"x-llmbudget-request-id": exchange.request_id}
+    chosen = routing.plan(route, body, services.rng)
+    exchange.admit(route, chosen.backends[0], prompt_tokens, 0)
+    exchange.route_decision = chosen.decision
+    headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
     with settled_on_failure(exchange):
-        return await forward_json(
-            exchange,
-            backend,
-            "/embeddings",
-            {**body, "model": backend.model},
-            headers,
+        return await routing.send(
+            exchange, route, chosen, "/embeddings", body, headers, forward_json
         )
 
 

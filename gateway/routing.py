@@ -1,0 +1,101 @@
+"""Which backend serves a request, and what happens when it fails.
+
+The primary backend comes from the route's complexity tiers (complexity.py) or, without
+tiers, from the weights. Each backend gets `retry.attempts` more tries on rate limits, 5xx,
+timeouts and connection errors, with exponential backoff and jitter (a provider's Retry-After
+is honoured up to `retry.maxBackoff`); then the route's fallbacks are tried in order. A
+stream is never retried once it has started: failures are only seen before the first byte.
+Every failed attempt has its own ledger row; the caller pays for the attempt that succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response
+
+from llmbudget_gateway.complexity import choose_tier
+from llmbudget_gateway.contract.config import Backend, Retry, Route
+from llmbudget_gateway.contract.specs import Provider
+from llmbudget_gateway.errors import GatewayError
+from llmbudget_gateway.forwarding import UpstreamFailure
+from llmbudget_gateway.metering import Exchange
+from llmbudget_gateway.runtime import pick_weighted
+
+Forward = Callable[[Exchange, Backend, str, dict[str, Any], dict[str, str]], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    backends: list[Backend]  # primary first, then fallbacks
+    decision: str  # for the x-llmbudget-route header and the ledger
+
+
+def plan(route: Route, body: dict[str, Any], rng: random.Random) -> Plan:
+    by_name = {backend.name: backend for backend in route.backends}
+    if route.tiers:
+        tier = choose_tier(route, body)
+        primary = by_name[tier.tier.backend]
+        decision = tier.header(primary.name)
+    else:
+        primary = pick_weighted(route.backends, rng)
+        decision = f"backend={primary.name}"
+    order = [primary, *(by_name[n] for n in route.fallbacks if n != primary.name)]
+    return Plan(order, decision)
+
+
+def supported(backend: Backend) -> bool:
+    return backend.provider is not Provider.ANTHROPIC
+
+
+def backoff(retry: Retry, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+    """Seconds before retry number `attempt` (0-based): exponential, jittered, capped."""
+    delay: float = min(retry.max_backoff_seconds, retry.initial_backoff_seconds * 2**attempt)
+    delay *= 0.5 + rng.random() / 2
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry.max_backoff_seconds))
+    return delay
+
+
+async def send(
+    exchange: Exchange,
+    route: Route,
+    chosen: Plan,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    forward: Forward,
+) -> Response:
+    backends = [b for b in chosen.backends if supported(b)]
+    if not backends:
+        first = chosen.backends[0]
+        raise GatewayError(
+            501,
+            f"backend {first.name} of model '{route.model}' is an Anthropic backend; "
+            "OpenAI-to-Anthropic translation is not available in this version",
+            type="upstream_error",
+            code="provider_not_supported",
+        )
+    rng = exchange.services.rng
+    for index, backend in enumerate(backends):
+        exchange.backend = backend
+        for attempt in range(route.retry.attempts + 1):
+            try:
+                return await forward(
+                    exchange, backend, path, {**body, "model": backend.model}, headers
+                )
+            except UpstreamFailure as failure:
+                last_backend = index == len(backends) - 1
+                retry_here = failure.retryable and attempt < route.retry.attempts
+                if failure.client_error or (last_backend and not retry_here):
+                    exchange.finish(None, failure.status, failure.code)
+                    return failure.response()
+                exchange.record_attempt(failure.status, failure.code)
+                if not retry_here:
+                    break  # next backend
+                await asyncio.sleep(backoff(route.retry, attempt, failure.retry_after, rng))
+    raise AssertionError("unreachable: the last backend always answers")
