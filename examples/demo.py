@@ -30,9 +30,9 @@ from tests.operator.stack import Stack, wait_for  # noqa: E402
 
 TRAFFIC = [  # (namespace, key Secret, model, project, streamed)
     ("marketing", "marketing-default-key", "gpt-4.1", "launch", False),
-    ("marketing", "marketing-default-key", "gemini-2.5-flash", "launch", True),
+    ("marketing", "marketing-default-key", "claude-sonnet-4.5", "launch", True),
     ("engineering", "engineering-ci-key", "deepseek-v3.2", "ci-bot", False),
-    ("engineering", "engineering-dev-key", "gpt-4.1", "copilot", True),
+    ("engineering", "engineering-dev-key", "auto", "copilot", True),
     ("data-science", "data-science-notebooks-key", "gemini-2.5-flash", "experiments", False),
     ("data-science", "data-science-notebooks-key", "gpt-4.1", "churn-model", False),
 ]

@@ -198,11 +198,89 @@ async def embeddings(request: web.Request) -> web.Response:
     )
 
 
+def _anthropic_prompt_tokens(body: dict[str, Any]) -> int:
+    system = body.get("system") or ""
+    total = len(str(system).split())
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content.split())
+        else:
+            total += sum(
+                len(str(b.get("text", "")).split()) for b in content or [] if isinstance(b, dict)
+            )
+        total += 3
+    return total
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic Messages API: input_tokens exclude cache reads/writes, as Anthropic's do."""
+    body = await request.json()
+    if request.headers.get("anthropic-version") is None or not body.get("max_tokens"):
+        error = {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "anthropic-version and max_tokens needed",
+            },
+        }
+        return web.json_response(error, status=400)
+    scripted = await _scripted(request, body)
+    if scripted is not None:
+        return scripted
+    count = max(1, min(int(body["max_tokens"]), DEFAULT_REPLY_TOKENS))
+    words = [WORDS[i % len(WORDS)] for i in range(count)]
+    cache_read = int(script(body).get("cache_read", 0))
+    cache_write = int(script(body).get("cache_write", 0))
+    usage = {
+        "input_tokens": _anthropic_prompt_tokens(body),
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": cache_write,
+    }
+    message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model")}
+    if not body.get("stream"):
+        return web.json_response(
+            {
+                **message,
+                "content": [{"type": "text", "text": " ".join(words)}],
+                "stop_reason": "end_turn",
+                "usage": {**usage, "output_tokens": len(words)},
+            }
+        )
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+
+    async def event(kind: str, data: dict[str, Any]) -> None:
+        await response.write(
+            f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+        )
+
+    await event(
+        "message_start",
+        {"message": {**message, "content": [], "usage": {**usage, "output_tokens": 1}}},
+    )
+    await event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    for index, word in enumerate(words):
+        await event(
+            "content_block_delta",
+            {"index": 0, "delta": {"type": "text_delta", "text": (" " if index else "") + word}},
+        )
+    await event("content_block_stop", {"index": 0})
+    await event(
+        "message_delta",
+        {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(words)}},
+    )
+    await event("message_stop", {})
+    await response.write_eof()
+    return response
+
+
 def create_app() -> web.Application:
     app = web.Application()
     app[COUNTERS] = {}  # per-app state for "fail_first" scripts
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/messages", messages)
     return app
 
 

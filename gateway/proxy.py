@@ -12,8 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmbudget_gateway import routing
+from llmbudget_gateway.anthropic_forwarding import forward_anthropic
 from llmbudget_gateway.attribution import request_tags
-from llmbudget_gateway.contract.config import Route
+from llmbudget_gateway.contract.config import Backend, Route
+from llmbudget_gateway.contract.specs import Provider
 from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.forwarding import forward_json, forward_stream
 from llmbudget_gateway.intake import (
@@ -97,10 +99,14 @@ async def chat_completions(request: Request) -> Response:
             exchange.route_decision = f"downgrade to {target.model}; {chosen.decision}"
             headers["x-llmbudget-downgraded"] = f"{model} -> {target.model}"
             headers["x-llmbudget-route"] = chosen.decision
-    forward = forward_stream if stream else forward_json
+    openai_forward = forward_stream if stream else forward_json
+
+    def forward_for(backend: Backend) -> routing.Forward:
+        return forward_anthropic if backend.provider is Provider.ANTHROPIC else openai_forward
+
     with settled_on_failure(exchange):
         return await routing.send(
-            exchange, route, chosen, "/chat/completions", body, headers, forward
+            exchange, route, chosen, "/chat/completions", body, headers, forward_for
         )
 
 
@@ -129,12 +135,21 @@ async def embeddings(request: Request) -> Response:
     route = _route(services, caller, model)
     exchange = Exchange(services, caller, tags, "embeddings", model)
     chosen = routing.plan(route, body, services.rng)
+    chosen = routing.Plan(
+        [b for b in chosen.backends if b.provider is not Provider.ANTHROPIC], chosen.decision
+    )
+    if not chosen.backends:
+        raise bad_request(
+            f"model '{model}' is served by Anthropic, which has no embeddings API",
+            param="model",
+            code="unsupported_for_model",
+        )
     exchange.admit(route, chosen.backends[0], prompt_tokens, 0)
     exchange.route_decision = chosen.decision
     headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
     with settled_on_failure(exchange):
         return await routing.send(
-            exchange, route, chosen, "/embeddings", body, headers, forward_json
+            exchange, route, chosen, "/embeddings", body, headers, lambda _: forward_json
         )
 
 

@@ -20,8 +20,6 @@ from starlette.responses import Response
 
 from llmbudget_gateway.complexity import choose_tier
 from llmbudget_gateway.contract.config import Backend, Retry, Route
-from llmbudget_gateway.contract.specs import Provider
-from llmbudget_gateway.errors import GatewayError
 from llmbudget_gateway.forwarding import UpstreamFailure
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.runtime import pick_weighted
@@ -48,8 +46,7 @@ def plan(route: Route, body: dict[str, Any], rng: random.Random) -> Plan:
     return Plan(order, decision)
 
 
-def supported(backend: Backend) -> bool:
-    return backend.provider is not Provider.ANTHROPIC
+ForwardFor = Callable[[Backend], Forward]
 
 
 def backoff(retry: Retry, attempt: int, retry_after: float | None, rng: random.Random) -> float:
@@ -68,24 +65,16 @@ async def send(
     path: str,
     body: dict[str, Any],
     headers: dict[str, str],
-    forward: Forward,
+    forward_for: ForwardFor,
 ) -> Response:
-    backends = [b for b in chosen.backends if supported(b)]
-    if not backends:
-        first = chosen.backends[0]
-        raise GatewayError(
-            501,
-            f"backend {first.name} of model '{route.model}' is an Anthropic backend; "
-            "OpenAI-to-Anthropic translation is not available in this version",
-            type="upstream_error",
-            code="provider_not_supported",
-        )
+    """Try the plan's backends in order; `forward_for(backend)` picks each one's forwarder."""
+    backends = chosen.backends
     rng = exchange.services.rng
     for index, backend in enumerate(backends):
         exchange.backend = backend
         for attempt in range(route.retry.attempts + 1):
             try:
-                return await forward(
+                return await forward_for(backend)(
                     exchange, backend, path, {**body, "model": backend.model}, headers
                 )
             except UpstreamFailure as failure:
