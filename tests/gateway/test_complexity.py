@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from llmbudget_gateway.complexity import choose_tier, score
@@ -52,14 +51,3 @@ def test_tiers_take_the_first_tier_whose_max_score_fits() -> None:
     assert choose_tier(route, chat("hi")).tier.name == "simple"
     decision = choose_tier(route, chat("prove it step by step:\n```\ncode\n```"))
     assert decision.tier.name == "complex" and decision.header("b").startswith("tier=complex")
-
-
-def test_scoring_a_4k_token_prompt_is_fast() -> None:
-    body = chat("The quick brown fox jumps over the lazy dog. " * 360)  # ~4k tokens
-    timings = []
-    for _ in range(200):
-        started = time.perf_counter()
-        score(body)
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    assert timings[int(len(timings) * 0.99) - 1] < 0.001  # p99 under 1 ms (issue #5)

@@ -110,3 +110,29 @@ def test_tiers_route_by_complexity(make_gateway: GatewayFactory, fake: Any) -> N
     rows = {r["backend"]: r for r in records(gateway)}
     assert rows["cheap"]["route_decision"].startswith("tier=simple")
     assert rows["big"]["route_decision"].startswith("tier=complex")
+
+
+def test_downgrade_sends_requests_to_the_cheaper_model(
+    make_gateway: GatewayFactory, fake: Any
+) -> None:
+    cheap = route("cheap-model", backend("main", fake.url, price="1"))
+    gateway = make_gateway(
+        budget_spec="""\
+        limits:
+          - {period: Daily, amount: "0.0002"}
+        onExceeded: {action: Downgrade, downgradeTo: cheap-model, downgradeAtPercent: 50}
+        """,
+        extra=cheap,
+    )
+    first = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4.1", messages=MESSAGES
+    )
+    assert "x-llmbudget-downgraded" not in first.headers  # 110 of 200 micros: 55 % after it
+    second = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4.1", messages=MESSAGES
+    )
+    assert second.headers["x-llmbudget-downgraded"] == "gpt-4.1 -> cheap-model"
+    rows = sorted(records(gateway), key=lambda r: r["request_id"])
+    assert rows[1]["route"] == "cheap-model"
+    assert rows[1]["route_decision"].startswith("downgrade to cheap-model")
+    assert rows[1]["cost_micros"] == 7 * 1 + 12 * 8  # priced at the cheaper backend
