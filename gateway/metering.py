@@ -40,6 +40,7 @@ class Exchange:
     finished: bool = False
     route_decision: str | None = None
     attempts: int = 0
+    cost_micros: int = 0
     _prompt_bound: int = 0
     _exact_prompt: Callable[[], int] | None = None
     _prompt_exact: int | None = None
@@ -156,6 +157,7 @@ class Exchange:
                 self.reservation.release()
             else:
                 crossings += self.reservation.settle(cost_micros, usage.total_tokens, now)
+        self.cost_micros = cost_micros
         usage = usage or Usage()
         elapsed = time.perf_counter() - self.t0
         ttft = self.first_token_at - self.t0 if self.first_token_at is not None else None

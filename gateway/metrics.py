@@ -171,6 +171,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.cache_requests = Counter(
+            "llmbudget_cache_requests",
+            "Requests to cached routes, by result (hit, miss, bypass)",
+            ["namespace", "model", "result"],
+            registry=r,
+        )
+        self.cache_saved = Counter(
+            "llmbudget_cache_saved_usd",
+            "Dollars not spent thanks to cache hits (the cost of the cached answer)",
+            ["namespace", "model"],
+            registry=r,
+        )
         self.reloads = Counter(
             "llmbudget_config_reloads", "Config reloads, by result", ["result"], registry=r
         )

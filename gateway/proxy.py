@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from llmbudget_gateway import routing
 from llmbudget_gateway.anthropic_forwarding import forward_anthropic
@@ -26,6 +26,7 @@ from llmbudget_gateway.intake import (
     require_model,
 )
 from llmbudget_gateway.metering import Exchange
+from llmbudget_gateway.response_cache import Entry, ResponseCache, as_stream
 from llmbudget_gateway.runtime import Caller
 from llmbudget_gateway.services import Services
 
@@ -74,6 +75,16 @@ async def chat_completions(request: Request) -> Response:
     tags = request_tags(request.headers, body)
     route = _route(services, caller, model)
     exchange = Exchange(services, caller, tags, "chat.completions", model, stream=stream)
+    cache_key, cache_state = None, "off"
+    if route.cache_ttl_seconds > 0:
+        cache_key = ResponseCache.key(route, body)
+        if "no-cache" in request.headers.get("cache-control", "").lower():
+            cache_state = "bypass"
+        elif (entry := services.cache.get(cache_key)) is not None:
+            return _serve_cached(exchange, route, body, entry)
+        else:
+            cache_state = "miss"
+        services.metrics.cache_requests.labels(caller.namespace, model, cache_state).inc()
     chosen = routing.plan(route, body, services.rng)
     tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
 
@@ -104,10 +115,38 @@ async def chat_completions(request: Request) -> Response:
     def forward_for(backend: Backend) -> routing.Forward:
         return forward_anthropic if backend.provider is Provider.ANTHROPIC else openai_forward
 
+    if cache_key is not None:
+        headers["x-llmbudget-cache"] = cache_state
     with settled_on_failure(exchange):
-        return await routing.send(
+        response = await routing.send(
             exchange, route, chosen, "/chat/completions", body, headers, forward_for
         )
+    if cache_key is not None and not stream and response.status_code == 200:
+        services.cache.put(
+            cache_key, bytes(response.body), exchange.cost_micros, route.cache_ttl_seconds
+        )
+    return response
+
+
+def _serve_cached(exchange: Exchange, route: Route, body: dict[str, Any], entry: Entry) -> Response:
+    """A cache hit: no provider, no reservation, nothing billed; a ledger row all the same."""
+    services = exchange.services
+    exchange.route, exchange.route_decision = route, "cache hit"
+    exchange.finish(None, 200)
+    namespace, model = exchange.caller.namespace, exchange.requested_model
+    services.metrics.cache_requests.labels(namespace, model, "hit").inc()
+    services.metrics.cache_saved.labels(namespace, model).inc(entry.cost_micros / 1_000_000)
+    headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-cache": "hit"}
+    if not exchange.stream:
+        return Response(entry.body, 200, headers, media_type="application/json")
+    options = body.get("stream_options")
+    events = as_stream(entry.body, isinstance(options, dict) and bool(options.get("include_usage")))
+
+    async def replay() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    return StreamingResponse(replay(), 200, headers, media_type="text/event-stream")
 
 
 def _embedding_input_tokens(services: Services, value: Any) -> int:

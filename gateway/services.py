@@ -16,6 +16,7 @@ from llmbudget_gateway.contract.config import GatewayConfig
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
 from llmbudget_gateway.metrics import Metrics
+from llmbudget_gateway.response_cache import ResponseCache
 from llmbudget_gateway.runtime import Runtime
 from llmbudget_gateway.settings import Settings
 from llmbudget_gateway.tokens import TokenCounter
@@ -32,6 +33,7 @@ class Services:
     session: aiohttp.ClientSession
     tokens: TokenCounter
     rng: random.Random = field(default_factory=random.Random)
+    cache: ResponseCache = field(default_factory=ResponseCache)
     _process_id: str = field(default_factory=lambda: os.urandom(6).hex())
     _sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
