@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from llmbudget_gateway import __version__, admin, proxy
+from llmbudget_gateway import __version__, admin, messages_endpoint, proxy
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import ConfigError, GatewayConfig
 from llmbudget_gateway.errors import GatewayError, error_body
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
+from llmbudget_gateway.messages_endpoint import anthropic_shaped
 from llmbudget_gateway.metrics import Metrics
 from llmbudget_gateway.reload import ConfigWatcher
 from llmbudget_gateway.restore import apply_with_restore
@@ -147,6 +148,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
     hot = {
         ("POST", "/v1/chat/completions"): guarded(proxy.chat_completions),
         ("POST", "/v1/embeddings"): guarded(proxy.embeddings),
+        ("POST", "/v1/messages"): anthropic_shaped(messages_endpoint.messages),
     }
 
     @app.exception_handler(404)
