@@ -73,6 +73,26 @@ def _failure(
     )
 
 
+async def post(
+    exchange: Exchange, backend: Backend, payload: dict[str, Any], stream: bool
+) -> aiohttp.ClientResponse:
+    """POST a Messages request; connection failures become UpstreamFailure (retried)."""
+    timeout = aiohttp.ClientTimeout(
+        total=None if stream else backend.timeout_seconds,
+        sock_connect=CONNECT_TIMEOUT,
+        sock_read=backend.timeout_seconds,
+    )
+    try:
+        return await exchange.services.session.post(
+            _url(exchange, backend),
+            data=orjson.dumps(payload),
+            headers=_headers(backend),
+            timeout=timeout,
+        )
+    except (TimeoutError, aiohttp.ClientError) as error:
+        raise _connection_failure(backend, error) from None
+
+
 async def forward_anthropic(
     exchange: Exchange,
     backend: Backend,
@@ -84,20 +104,7 @@ async def forward_anthropic(
     settings = exchange.services.settings
     request = to_anthropic_request(body, backend.model, settings.default_max_tokens)
     stream = bool(body.get("stream"))
-    timeout = aiohttp.ClientTimeout(
-        total=None if stream else backend.timeout_seconds,
-        sock_connect=CONNECT_TIMEOUT,
-        sock_read=backend.timeout_seconds,
-    )
-    try:
-        upstream = await exchange.services.session.post(
-            _url(exchange, backend),
-            data=orjson.dumps(request),
-            headers=_headers(backend),
-            timeout=timeout,
-        )
-    except (TimeoutError, aiohttp.ClientError) as error:
-        raise _connection_failure(backend, error) from None
+    upstream = await post(exchange, backend, request, stream)
     if upstream.status >= 400 or not stream:
         try:
             raw = await upstream.read()

@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from llmbudget_gateway import routing
-from llmbudget_gateway.anthropic_forwarding import _failure, _headers, _url
+from llmbudget_gateway.anthropic_forwarding import _failure, post
 from llmbudget_gateway.attribution import request_tags
 from llmbudget_gateway.contract.config import Backend
 from llmbudget_gateway.contract.specs import Provider
 from llmbudget_gateway.errors import GatewayError, bad_request
-from llmbudget_gateway.forwarding import CONNECT_TIMEOUT, _connection_failure, _retry_after
+from llmbudget_gateway.forwarding import _connection_failure, _retry_after
 from llmbudget_gateway.intake import authenticate, optional_positive_int, read_json, require_model
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.services import Services
@@ -116,18 +116,7 @@ async def messages(request: Request) -> Response:
 async def _forward(
     exchange: Exchange, backend: Backend, path: str, body: dict[str, Any], headers: dict[str, str]
 ) -> Response:
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=backend.timeout_seconds
-    )
-    try:
-        upstream = await exchange.services.session.post(
-            _url(exchange, backend),
-            data=orjson.dumps(body),
-            headers=_headers(backend),
-            timeout=timeout,
-        )
-    except (TimeoutError, aiohttp.ClientError) as error:
-        raise _connection_failure(backend, error) from None
+    upstream = await post(exchange, backend, body, exchange.stream)
     if upstream.status >= 400 or not exchange.stream:
         try:
             raw = await upstream.read()

@@ -103,31 +103,46 @@ class Exchange:
     def record_attempt(self, status: int, error_code: str) -> None:
         """A failed attempt before a retry or fallback: its own ledger row, nothing billed."""
         self.attempts += 1
+        record = self._record(f"{self.request_id}.{self.attempts}", Usage(), 0, status, error_code)
+        record.route_decision = f"attempt {self.attempts} failed; retrying"
+        self.services.ledger.submit(record)
+        self.services.metrics.series(self.caller.namespace, self.requested_model).requests(
+            status
+        ).inc()
+
+    def _record(
+        self, request_id: str, usage: Usage, cost_micros: int, status: int, error_code: str | None
+    ) -> LedgerRecord:
         backend = self.backend
-        record = LedgerRecord(
-            request_id=f"{self.request_id}.{self.attempts}",
+        return LedgerRecord(
+            request_id=request_id,
             ts_ms=int(self.started.timestamp() * 1000),
             namespace=self.caller.namespace,
             key_name=self.caller.key_name,
             budgets=self.reservation.budgets if self.reservation else [],
             project=self.tags.get("project"),
             user_id=self.tags.get("user"),
+            session_id=self.tags.get("session"),
+            environment=self.tags.get("environment"),
+            cost_center=self.tags.get("costCenter"),
             endpoint=self.endpoint,
             requested_model=self.requested_model,
             routed_model=backend.model if backend else "",
             route=self.route.name if self.route else "",
             backend=backend.name if backend else "",
             provider=backend.provider.value if backend else "",
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            completion_tokens=usage.completion_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_micros=cost_micros,
             latency_ms=round((time.perf_counter() - self.t0) * 1000, 3),
             status=status,
             error_code=error_code,
             stream=self.stream,
-            route_decision=f"attempt {self.attempts} failed; retrying",
+            route_decision=self.route_decision,
         )
-        self.services.ledger.submit(record)
-        self.services.metrics.series(self.caller.namespace, self.requested_model).requests(
-            status
-        ).inc()
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -161,40 +176,11 @@ class Exchange:
         usage = usage or Usage()
         elapsed = time.perf_counter() - self.t0
         ttft = self.first_token_at - self.t0 if self.first_token_at is not None else None
-        backend = self.backend
-        routed_model = backend.model if backend else ""
-        record = LedgerRecord(
-            request_id=self.request_id,
-            ts_ms=int(self.started.timestamp() * 1000),
-            namespace=self.caller.namespace,
-            key_name=self.caller.key_name,
-            budgets=self.reservation.budgets if self.reservation else [],
-            project=self.tags.get("project"),
-            user_id=self.tags.get("user"),
-            session_id=self.tags.get("session"),
-            environment=self.tags.get("environment"),
-            cost_center=self.tags.get("costCenter"),
-            endpoint=self.endpoint,
-            requested_model=self.requested_model,
-            routed_model=routed_model,
-            route=self.route.name if self.route else "",
-            backend=backend.name if backend else "",
-            provider=backend.provider.value if backend else "",
-            prompt_tokens=usage.prompt_tokens,
-            cached_tokens=usage.cached_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            completion_tokens=usage.completion_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            cost_micros=cost_micros,
-            latency_ms=round(elapsed * 1000, 3),
-            ttft_ms=round(ttft * 1000, 3) if ttft is not None else None,
-            status=status,
-            error_code=error_code,
-            stream=self.stream,
-            estimated=estimated,
-            unpriced=not priced,
-            route_decision=self.route_decision,
-        )
+        record = self._record(self.request_id, usage, cost_micros, status, error_code)
+        record.latency_ms = round(elapsed * 1000, 3)
+        record.ttft_ms = round(ttft * 1000, 3) if ttft is not None else None
+        record.estimated = estimated
+        record.unpriced = not priced
         services.ledger.submit(record, crossings)
         self._observe(record, elapsed, ttft)
 

@@ -35,7 +35,7 @@ def test_a_flaky_backend_is_retried_and_billed_once(
     make_gateway: GatewayFactory, fake: Any
 ) -> None:
     gateway = make_gateway(extra=route("flaky", backend("main", fake.url), RETRY))
-    reply = client(gateway).chat.completions.create(
+    reply = client(gateway, **{"X-Session-Id": "s-1"}).chat.completions.create(
         model="flaky",
         messages=MESSAGES,
         extra_body={"fake": {"status": 500, "fail_first": 2, "key": "flaky-1"}},
@@ -44,6 +44,7 @@ def test_a_flaky_backend_is_retried_and_billed_once(
     rows = sorted(records(gateway), key=lambda r: r["request_id"])
     assert [(r["status"], r["cost_micros"]) for r in rows] == [(200, 110), (500, 0), (500, 0)]
     assert rows[1]["request_id"] == rows[0]["request_id"] + ".1"
+    assert {r["session_id"] for r in rows} == {"s-1"}  # attempts carry the request's tags
     assert usage_of(gateway)["limits"][0]["spentMicros"] == 110
 
 
