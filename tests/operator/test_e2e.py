@@ -305,3 +305,30 @@ def test_key_rotation_keeps_the_old_key_for_the_grace_period(
     new = wait_for("a new key", rotated)
     wait_for("the new key to work", lambda: accepted(stack, new["OPENAI_API_KEY"]))
     assert accepted(stack, old["OPENAI_API_KEY"])  # still valid during the grace period
+
+
+def test_breaker_open_shows_in_status_and_events(kube: Kube, namespace: str, stack: Stack) -> None:
+    kube.apply(
+        budget(
+            namespace,
+            "loop",
+            "1",
+            """\
+        circuitBreaker: {tokensPerHour: 30, cooldown: 10m}
+        """,
+        )
+    )
+    key = wait_for("the key", lambda: key_of(kube, namespace, "loop-default-key"))
+    wait_for("the key to work", lambda: accepted(stack, key["OPENAI_API_KEY"]))
+    chat(stack, key["OPENAI_API_KEY"])  # 19 tokens
+    chat(stack, key["OPENAI_API_KEY"])  # 38 >= 30: the breaker opens
+    with pytest.raises(openai.RateLimitError, match="circuit breaker"):
+        chat(stack, key["OPENAI_API_KEY"])
+    wait_for("BreakerOpen in status", lambda: tb_row(kube, namespace, "loop")[6] == "BreakerOpen")
+    event = wait_for(
+        "the BreakerOpen Warning",
+        lambda: [e for e in events(kube, namespace, "loop") if e["reason"] == "BreakerOpen"],
+    )
+    assert event[0]["type"] == "Warning"
+    status = kube.get_json("tb", "-n", namespace, "loop")["status"]
+    assert status["breaker"]["state"] == "Open" and status["breaker"]["tokensLastHour"] == 38
