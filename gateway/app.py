@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from llmbudget_gateway import __version__, admin, messages_endpoint, proxy
+from llmbudget_gateway import __version__, admin, admin_reports, messages_endpoint, proxy
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import ConfigError, GatewayConfig
 from llmbudget_gateway.errors import GatewayError, error_body
@@ -139,6 +139,9 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         ("/admin/v1/budgets", admin.list_budgets, "GET"),
         ("/admin/v1/budgets/{namespace}/{name}", admin.get_budget, "GET"),
         ("/admin/v1/records", admin.list_records, "GET"),
+        ("/admin/v1/reports/spend", admin_reports.spend, "GET"),
+        ("/admin/v1/reports/daily", admin_reports.daily_trend, "GET"),
+        ("/admin/v1/export", admin_reports.export, "GET"),
         ("/healthz", healthz, "GET"),
         ("/readyz", readyz, "GET"),
         ("/metrics", metrics_endpoint, "GET"),

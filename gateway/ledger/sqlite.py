@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS rollup_hourly (
     user_id TEXT NOT NULL, model TEXT NOT NULL, key_name TEXT NOT NULL,
     requests INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+    max_cost_micros INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, namespace, project, user_id, model, key_name)
 );
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -71,12 +72,13 @@ PRAGMA user_version = {SCHEMA_VERSION};
 _PLACEHOLDERS = ", ".join("?" for _ in COLUMNS)
 _INSERT = "INSERT OR IGNORE INTO requests (" + ", ".join(COLUMNS) + f") VALUES ({_PLACEHOLDERS})"  # noqa: S608
 _ROLLUP = """
-INSERT INTO rollup_hourly VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO rollup_hourly VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SET
     requests = requests + excluded.requests,
     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
     completion_tokens = completion_tokens + excluded.completion_tokens,
-    cost_micros = cost_micros + excluded.cost_micros
+    cost_micros = cost_micros + excluded.cost_micros,
+    max_cost_micros = MAX(max_cost_micros, excluded.max_cost_micros)
 """
 HOUR_MS = 3_600_000
 
@@ -111,12 +113,13 @@ def _rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
         )
         sums = groups.get(key)
         if sums is None:
-            groups[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros]
+            groups[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros, r.cost_micros]
         else:
             sums[0] += 1
             sums[1] += r.prompt_tokens
             sums[2] += r.completion_tokens
             sums[3] += r.cost_micros
+            sums[4] = max(sums[4], r.cost_micros)
     return [(*key, *sums) for key, sums in groups.items()]
 
 
@@ -142,6 +145,11 @@ class SqliteLedger:
                 f"ledger {path} has schema version {version}; this gateway knows {SCHEMA_VERSION}"
             )
         self._db.executescript(SCHEMA)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for report queries (call them on the ledger thread)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -178,7 +186,7 @@ class SqliteLedger:
                 """INSERT INTO rollup_hourly
                 SELECT ?, namespace, COALESCE(project, ''), COALESCE(user_id, ''),
                        requested_model, key_name, COUNT(*), SUM(prompt_tokens),
-                       SUM(completion_tokens), SUM(cost_micros)
+                       SUM(completion_tokens), SUM(cost_micros), MAX(cost_micros)
                 FROM requests WHERE ts_ms >= ? AND ts_ms < ?
                 GROUP BY namespace, project, user_id, requested_model, key_name""",
                 (hour, hour, hour + HOUR_MS),

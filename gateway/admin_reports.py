@@ -1,0 +1,168 @@
+"""Admin reports and exports (same admin token as admin.py).
+
+GET /admin/v1/reports/spend?by=namespace|project|user|model|key&from=&to=&namespace=&top=
+GET /admin/v1/reports/daily?from=&to=&namespace=
+GET /admin/v1/export?format=csv|json&from=&to=&namespace=
+
+`from` and `to` are dates (YYYY-MM-DD, UTC, `to` exclusive) or RFC 3339 times; the default
+is the last 30 days. Money is in USD decimal strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from llmbudget_gateway.admin import _check_token, _json, _usd
+from llmbudget_gateway.errors import bad_request
+from llmbudget_gateway.ledger import reports
+from llmbudget_gateway.ledger.records import COLUMNS
+from llmbudget_gateway.services import Services
+
+MAX_TOP = 1000
+MICRO = Decimal("0.000001")
+
+
+def _when(text: str | None, default: datetime, param: str) -> datetime:
+    if not text:
+        return default
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(
+            f"'{param}' must be a date (YYYY-MM-DD) or an RFC 3339 time", param=param
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _range(request: Request) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    end = _when(request.query_params.get("to"), today, "to")
+    start = _when(request.query_params.get("from"), end - timedelta(days=30), "from")
+    if start >= end:
+        raise bad_request("'from' must be before 'to'", param="from")
+    return start, end
+
+
+def _money(micros: int, requests: int) -> dict[str, str]:
+    average = (Decimal(micros) / requests / 1_000_000) if requests else Decimal(0)
+    per_thousand = average * 1000
+    return {
+        "avgCostUsd": str(average.quantize(MICRO, ROUND_HALF_UP)),
+        "costPer1kRequestsUsd": str(per_thousand.quantize(MICRO, ROUND_HALF_UP)),
+    }
+
+
+async def spend(request: Request) -> Response:
+    services: Services = request.app.state.services
+    _check_token(services, request)
+    by = request.query_params.get("by", "namespace")
+    if by not in reports.GROUPS:
+        raise bad_request(f"'by' must be one of {', '.join(reports.GROUPS)}", param="by")
+    top_text = request.query_params.get("top", "100")
+    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+        raise bad_request(f"'top' must be an integer from 1 to {MAX_TOP}", param="top")
+    start, end = _range(request)
+    namespace = request.query_params.get("namespace") or None
+    await services.ledger.flush()
+    rows = await services.ledger.call(
+        reports.spend_by, services.store.db, by, start, end, namespace, int(top_text)
+    )
+    items = [
+        {
+            "name": r["name"],
+            "requests": r["requests"],
+            "tokens": r["tokens"],
+            "spentUsd": _usd(r["micros"]),
+            "maxCostUsd": _usd(r["maxMicros"]),
+            **_money(r["micros"], r["requests"]),
+        }
+        for r in rows
+    ]
+    total_micros = sum(r["micros"] for r in rows)
+    total_requests = sum(r["requests"] for r in rows)
+    return _json(
+        {
+            "by": by,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "items": items,
+            "totals": {
+                "requests": total_requests,
+                "spentUsd": _usd(total_micros),
+                "tokens": sum(r["tokens"] for r in rows),
+                **_money(total_micros, total_requests),
+            },
+        }
+    )
+
+
+async def daily_trend(request: Request) -> Response:
+    services: Services = request.app.state.services
+    _check_token(services, request)
+    start, end = _range(request)
+    namespace = request.query_params.get("namespace") or None
+    await services.ledger.flush()
+    rows = await services.ledger.call(reports.daily, services.store.db, start, end, namespace)
+    return _json(
+        {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "items": [
+                {
+                    "date": r["date"],
+                    "requests": r["requests"],
+                    "tokens": r["tokens"],
+                    "spentUsd": _usd(r["micros"]),
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+async def export(request: Request) -> Response:
+    services: Services = request.app.state.services
+    _check_token(services, request)
+    form = request.query_params.get("format", "csv")
+    if form not in ("csv", "json"):
+        raise bad_request("'format' must be csv or json", param="format")
+    start, end = _range(request)
+    namespace = request.query_params.get("namespace") or None
+    await services.ledger.flush()
+    rows: list[dict[str, Any]] = await services.ledger.call(
+        lambda: list(reports.export_rows(services.store.db, start, end, namespace))
+    )
+
+    async def lines() -> AsyncIterator[bytes]:
+        if form == "json":
+            yield b"["
+            for index, row in enumerate(rows):
+                yield (b"," if index else b"") + orjson.dumps(row)
+            yield b"]"
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            writer.writerow([";".join(row[c]) if c == "budgets" else row[c] for c in COLUMNS])
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+
+    name = f"llmbudget-ledger-{start.date()}-{end.date()}.{form}"
+    media = "text/csv" if form == "csv" else "application/json"
+    return StreamingResponse(
+        lines(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
