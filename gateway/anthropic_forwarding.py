@@ -93,6 +93,21 @@ async def post(
         raise _connection_failure(backend, error) from None
 
 
+async def read_whole(
+    upstream: aiohttp.ClientResponse, backend: Backend, headers: dict[str, str]
+) -> bytes:
+    """The whole answer; an error status or a broken connection becomes UpstreamFailure."""
+    try:
+        raw = await upstream.read()
+    except (TimeoutError, aiohttp.ClientError) as error:
+        raise _connection_failure(backend, error) from None
+    finally:
+        upstream.release()
+    if upstream.status >= 400:
+        raise _failure(upstream.status, raw, _retry_after(upstream.headers), headers)
+    return raw
+
+
 async def forward_anthropic(
     exchange: Exchange,
     backend: Backend,
@@ -106,15 +121,7 @@ async def forward_anthropic(
     stream = bool(body.get("stream"))
     upstream = await post(exchange, backend, request, stream)
     if upstream.status >= 400 or not stream:
-        try:
-            raw = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _connection_failure(backend, error) from None
-        finally:
-            upstream.release()
-        if upstream.status >= 400:
-            raise _failure(upstream.status, raw, _retry_after(upstream.headers), response_headers)
-        message = orjson.loads(raw)
+        message = orjson.loads(await read_whole(upstream, backend, response_headers))
         usage = Usage.from_anthropic(message.get("usage"))
         exchange.finish(usage, 200)
         translated = to_openai_response(message, exchange.requested_model)

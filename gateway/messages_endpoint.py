@@ -21,12 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from llmbudget_gateway import routing
-from llmbudget_gateway.anthropic_forwarding import _failure, post
+from llmbudget_gateway.anthropic_forwarding import post, read_whole
 from llmbudget_gateway.attribution import request_tags
 from llmbudget_gateway.contract.config import Backend
 from llmbudget_gateway.contract.specs import Provider
 from llmbudget_gateway.errors import GatewayError, bad_request
-from llmbudget_gateway.forwarding import _connection_failure, _retry_after
 from llmbudget_gateway.intake import authenticate, optional_positive_int, read_json, require_model
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.services import Services
@@ -118,14 +117,7 @@ async def _forward(
 ) -> Response:
     upstream = await post(exchange, backend, body, exchange.stream)
     if upstream.status >= 400 or not exchange.stream:
-        try:
-            raw = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _connection_failure(backend, error) from None
-        finally:
-            upstream.release()
-        if upstream.status >= 400:
-            raise _failure(upstream.status, raw, _retry_after(upstream.headers), headers)
+        raw = await read_whole(upstream, backend, headers)
         exchange.finish(Usage.from_anthropic(orjson.loads(raw).get("usage")), 200)
         return Response(raw, 200, headers, media_type="application/json")
     return StreamingResponse(

@@ -27,6 +27,18 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _window(
+    column: str, start: datetime, end: datetime, namespace: str | None
+) -> tuple[str, list[Any]]:
+    """WHERE clause and parameters for rows with start <= column < end (and the namespace)."""
+    where = f"{column} >= ? AND {column} < ?"
+    params: list[Any] = [_ms(start), _ms(end)]
+    if namespace:
+        where += " AND namespace = ?"
+        params.append(namespace)
+    return where, params
+
+
 def spend_by(
     db: sqlite3.Connection,
     group: str,
@@ -36,11 +48,7 @@ def spend_by(
     top: int,
 ) -> list[dict[str, Any]]:
     column = GROUPS[group]
-    where = "hour_ms >= ? AND hour_ms < ?"
-    params: list[Any] = [_ms(start), _ms(end)]
-    if namespace:
-        where += " AND namespace = ?"
-        params.append(namespace)
+    where, params = _window("hour_ms", start, end, namespace)
     rows = db.execute(
         f"SELECT {column}, SUM(requests), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
         f"SUM(cost_micros), MAX(max_cost_micros) FROM rollup_hourly WHERE {where} "
@@ -62,11 +70,7 @@ def spend_by(
 def daily(
     db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None
 ) -> list[dict[str, Any]]:
-    where = "hour_ms >= ? AND hour_ms < ?"
-    params: list[Any] = [_ms(start), _ms(end)]
-    if namespace:
-        where += " AND namespace = ?"
-        params.append(namespace)
+    where, params = _window("hour_ms", start, end, namespace)
     rows = db.execute(
         "SELECT hour_ms / 86400000, SUM(requests), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
         f"SUM(cost_micros) FROM rollup_hourly WHERE {where} GROUP BY 1 ORDER BY 1",
@@ -86,11 +90,7 @@ def daily(
 def export_rows(
     db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None, page: int = 5000
 ) -> Iterator[dict[str, Any]]:
-    where = "ts_ms >= ? AND ts_ms < ?"
-    params: list[Any] = [_ms(start), _ms(end)]
-    if namespace:
-        where += " AND namespace = ?"
-        params.append(namespace)
+    where, params = _window("ts_ms", start, end, namespace)
     last: tuple[str, int] = ("", -1)  # (request_id, ts_ms) of the last row sent
     while True:
         rows = db.execute(
