@@ -1,7 +1,7 @@
 """Spend reports and exports from the ledger (SQLite), for finance and team leads.
 
-Reports read the hourly rollups, so a 30-day report touches at most 720 rows per group, not
-every request; exports read the request rows themselves, in pages.
+Reports read the daily rollups (one per dimension), so a 30-day report touches at most
+30 x groups rows, whatever the number of requests; exports read the request rows, in pages.
 """
 
 from __future__ import annotations
@@ -9,18 +9,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmbudget_gateway.ledger.records import COLUMNS
 
-GROUPS = {
-    "namespace": "namespace",
-    "project": "project",
-    "user": "user_id",
-    "model": "model",
-    "key": "key_name",
-}
+GROUPS = ("namespace", "project", "user", "model", "key")
 
 
 def _ms(moment: datetime) -> int:
@@ -39,6 +33,13 @@ def _window(
     return where, params
 
 
+def _days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Reports count whole UTC days: `start` is rounded down, `end` up, to midnight."""
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return first, last if last == end else last + timedelta(days=1)
+
+
 def spend_by(
     db: sqlite3.Connection,
     group: str,
@@ -47,17 +48,16 @@ def spend_by(
     namespace: str | None,
     top: int,
 ) -> list[dict[str, Any]]:
-    column = GROUPS[group]
-    where, params = _window("hour_ms", start, end, namespace)
+    where, params = _window("day_ms", *_days(start, end), namespace)
     rows = db.execute(
-        f"SELECT {column}, SUM(requests), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
-        f"SUM(cost_micros), MAX(max_cost_micros) FROM rollup_hourly WHERE {where} "
-        f"GROUP BY {column} ORDER BY 4 DESC, 2 DESC LIMIT ?",
-        [*params, top],
+        "SELECT value, SUM(requests), SUM(tokens), SUM(cost_micros), MAX(max_cost_micros) "  # noqa: S608
+        f"FROM rollup_daily WHERE dim = ? AND {where} GROUP BY value "
+        "ORDER BY 4 DESC, 2 DESC LIMIT ?",
+        [group, *params, top],
     ).fetchall()
     return [
         {
-            "name": r[0],
+            "name": r[0] or None,
             "requests": int(r[1]),
             "tokens": int(r[2]),
             "micros": int(r[3]),
@@ -70,15 +70,15 @@ def spend_by(
 def daily(
     db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None
 ) -> list[dict[str, Any]]:
-    where, params = _window("hour_ms", start, end, namespace)
+    where, params = _window("day_ms", *_days(start, end), namespace)
     rows = db.execute(
-        "SELECT hour_ms / 86400000, SUM(requests), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
-        f"SUM(cost_micros) FROM rollup_hourly WHERE {where} GROUP BY 1 ORDER BY 1",
+        "SELECT day_ms, SUM(requests), SUM(tokens), SUM(cost_micros) FROM rollup_daily "  # noqa: S608
+        f"WHERE dim = 'namespace' AND {where} GROUP BY day_ms ORDER BY day_ms",
         params,
     ).fetchall()
     return [
         {
-            "date": datetime.fromtimestamp(r[0] * 86400, UTC).date().isoformat(),
+            "date": datetime.fromtimestamp(r[0] / 1000, UTC).date().isoformat(),
             "requests": int(r[1]),
             "tokens": int(r[2]),
             "micros": int(r[3]),

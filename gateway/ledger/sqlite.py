@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS rollup_hourly (
     max_cost_micros INTEGER NOT NULL,
     PRIMARY KEY (hour_ms, namespace, project, user_id, model, key_name)
 );
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    dim TEXT NOT NULL, day_ms INTEGER NOT NULL, namespace TEXT NOT NULL, value TEXT NOT NULL,
+    requests INTEGER NOT NULL, tokens INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+    max_cost_micros INTEGER NOT NULL,
+    PRIMARY KEY (dim, day_ms, namespace, value)
+) WITHOUT ROWID;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 _PLACEHOLDERS = ", ".join("?" for _ in COLUMNS)
@@ -81,6 +87,24 @@ ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SE
     max_cost_micros = MAX(max_cost_micros, excluded.max_cost_micros)
 """
 HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+_DAILY = """
+INSERT INTO rollup_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
+    requests = requests + excluded.requests,
+    tokens = tokens + excluded.tokens,
+    cost_micros = cost_micros + excluded.cost_micros,
+    max_cost_micros = MAX(max_cost_micros, excluded.max_cost_micros)
+"""
+# Report dimension -> ledger column. One daily rollup per dimension keeps every report
+# bounded by days x groups, whatever the number of requests or the mix of tags.
+DAILY_DIMENSIONS = {
+    "namespace": "namespace",
+    "project": "project",
+    "user": "user_id",
+    "model": "requested_model",
+    "key": "key_name",
+}
 
 
 def to_ms(moment: datetime) -> int:
@@ -97,6 +121,30 @@ def _row(record: LedgerRecord) -> tuple[Any, ...]:
         json.dumps(record.budgets),
         *record.values_after_budgets(),
     )
+
+
+def _daily_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for r in records:
+        day = r.ts_ms - r.ts_ms % DAY_MS
+        tokens = r.prompt_tokens + r.completion_tokens
+        for dim, value in (
+            ("namespace", r.namespace),
+            ("project", r.project),
+            ("user", r.user_id),
+            ("model", r.requested_model),
+            ("key", r.key_name),
+        ):
+            key = (dim, day, r.namespace, value or "")
+            sums = groups.get(key)
+            if sums is None:
+                groups[key] = [1, tokens, r.cost_micros, r.cost_micros]
+            else:
+                sums[0] += 1
+                sums[1] += tokens
+                sums[2] += r.cost_micros
+                sums[3] = max(sums[3], r.cost_micros)
+    return [(*key, *sums) for key, sums in groups.items()]
 
 
 def _rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
@@ -163,8 +211,10 @@ class SqliteLedger:
             inserted = self._db.total_changes - before
             if inserted == len(records):  # no duplicates: roll every row up
                 self._db.executemany(_ROLLUP, _rollups(records))
+                self._db.executemany(_DAILY, _daily_rollups(records))
             else:  # a retried batch: roll up only rows not seen before (rebuild the hours)
                 self._rebuild_rollups({r.ts_ms - r.ts_ms % HOUR_MS for r in records})
+                self._rebuild_daily({r.ts_ms - r.ts_ms % DAY_MS for r in records})
             self._db.executemany(
                 "INSERT OR IGNORE INTO crossings VALUES (?, ?, ?, ?, ?)",
                 [
@@ -178,6 +228,20 @@ class SqliteLedger:
                     for c in crossings
                 ],
             )
+
+    def _rebuild_daily(self, days: set[int]) -> None:
+        for day in days:
+            self._db.execute("DELETE FROM rollup_daily WHERE day_ms = ?", (day,))
+            for dim, column in DAILY_DIMENSIONS.items():
+                self._db.execute(
+                    f"""INSERT INTO rollup_daily
+                    SELECT ?, ?, namespace, COALESCE({column}, ''), COUNT(*),
+                           SUM(prompt_tokens + completion_tokens), SUM(cost_micros),
+                           MAX(cost_micros)
+                    FROM requests WHERE ts_ms >= ? AND ts_ms < ?
+                    GROUP BY namespace, COALESCE({column}, '')""",  # noqa: S608 - fixed columns
+                    (dim, day, day, day + DAY_MS),
+                )
 
     def _rebuild_rollups(self, hours: set[int]) -> None:
         for hour in hours:
@@ -275,5 +339,6 @@ class SqliteLedger:
         with self._transaction():
             deleted = self._db.execute("DELETE FROM requests WHERE ts_ms < ?", (cutoff,)).rowcount
             self._db.execute("DELETE FROM rollup_hourly WHERE hour_ms + ? <= ?", (HOUR_MS, cutoff))
+            self._db.execute("DELETE FROM rollup_daily WHERE day_ms + ? <= ?", (DAY_MS, cutoff))
             self._db.execute("DELETE FROM crossings WHERE crossed_at_ms < ?", (cutoff,))
         return int(deleted)

@@ -54,6 +54,11 @@ def test_retried_batches_do_not_double_count(tmp_path: Path) -> None:
     assert ledger.count() == 3 and ledger.total_cost_micros() == 300
     rollup = ledger._db.execute("SELECT SUM(requests), SUM(cost_micros) FROM rollup_hourly")
     assert rollup.fetchone() == (3, 300)
+    for dim in ("namespace", "project", "user", "model", "key"):
+        daily = ledger._db.execute(
+            "SELECT SUM(requests), SUM(cost_micros) FROM rollup_daily WHERE dim = ?", (dim,)
+        )
+        assert daily.fetchone() == (3, 300), dim
 
 
 def test_crossings_are_stored_once(tmp_path: Path) -> None:
