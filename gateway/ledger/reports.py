@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmbudget_gateway.ledger.records import COLUMNS
+from llmbudget_gateway.ledger.sqlite import ALL
 
 GROUPS = ("namespace", "project", "user", "model", "key")
 
@@ -48,7 +49,8 @@ def spend_by(
     namespace: str | None,
     top: int,
 ) -> list[dict[str, Any]]:
-    where, params = _window("day_ms", *_days(start, end), namespace)
+    scope = namespace or (None if group == "namespace" else ALL)
+    where, params = _window("day_ms", *_days(start, end), scope)
     rows = db.execute(
         "SELECT value, SUM(requests), SUM(tokens), SUM(cost_micros), MAX(max_cost_micros) "  # noqa: S608
         f"FROM rollup_daily WHERE dim = ? AND {where} GROUP BY value "

@@ -88,6 +88,7 @@ ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SE
 """
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+ALL = "*"  # the namespace of rollup rows that sum every namespace
 _DAILY = """
 INSERT INTO rollup_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
@@ -128,22 +129,26 @@ def _daily_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
     for r in records:
         day = r.ts_ms - r.ts_ms % DAY_MS
         tokens = r.prompt_tokens + r.completion_tokens
-        for dim, value in (
+        values = (
             ("namespace", r.namespace),
             ("project", r.project),
             ("user", r.user_id),
             ("model", r.requested_model),
             ("key", r.key_name),
-        ):
-            key = (dim, day, r.namespace, value or "")
-            sums = groups.get(key)
-            if sums is None:
-                groups[key] = [1, tokens, r.cost_micros, r.cost_micros]
-            else:
-                sums[0] += 1
-                sums[1] += tokens
-                sums[2] += r.cost_micros
-                sums[3] = max(sums[3], r.cost_micros)
+        )
+        for dim, value in values:
+            # Per namespace and, but for the namespace dimension, across all namespaces under
+            # "*": cluster-wide reports then read days x values, not days x values x namespaces.
+            for scope in (r.namespace,) if dim == "namespace" else (r.namespace, ALL):
+                key = (dim, day, scope, value or "")
+                sums = groups.get(key)
+                if sums is None:
+                    groups[key] = [1, tokens, r.cost_micros, r.cost_micros]
+                else:
+                    sums[0] += 1
+                    sums[1] += tokens
+                    sums[2] += r.cost_micros
+                    sums[3] = max(sums[3], r.cost_micros)
     return [(*key, *sums) for key, sums in groups.items()]
 
 
@@ -233,15 +238,18 @@ class SqliteLedger:
         for day in days:
             self._db.execute("DELETE FROM rollup_daily WHERE day_ms = ?", (day,))
             for dim, column in DAILY_DIMENSIONS.items():
-                self._db.execute(
-                    f"""INSERT INTO rollup_daily
-                    SELECT ?, ?, namespace, COALESCE({column}, ''), COUNT(*),
-                           SUM(prompt_tokens + completion_tokens), SUM(cost_micros),
-                           MAX(cost_micros)
-                    FROM requests WHERE ts_ms >= ? AND ts_ms < ?
-                    GROUP BY namespace, COALESCE({column}, '')""",  # noqa: S608 - fixed columns
-                    (dim, day, day, day + DAY_MS),
-                )
+                scopes = ["namespace"] if dim == "namespace" else ["namespace", f"'{ALL}'"]
+                for scope in scopes:
+                    group = "" if scope.startswith("'") else "namespace, "
+                    self._db.execute(
+                        f"""INSERT INTO rollup_daily
+                        SELECT ?, ?, {scope}, COALESCE({column}, ''), COUNT(*),
+                               SUM(prompt_tokens + completion_tokens), SUM(cost_micros),
+                               MAX(cost_micros)
+                        FROM requests WHERE ts_ms >= ? AND ts_ms < ?
+                        GROUP BY {group}COALESCE({column}, '')""",  # noqa: S608 - fixed columns
+                        (dim, day, day, day + DAY_MS),
+                    )
 
     def _rebuild_rollups(self, hours: set[int]) -> None:
         for hour in hours:

@@ -56,9 +56,17 @@ def test_retried_batches_do_not_double_count(tmp_path: Path) -> None:
     assert rollup.fetchone() == (3, 300)
     for dim in ("namespace", "project", "user", "model", "key"):
         daily = ledger._db.execute(
-            "SELECT SUM(requests), SUM(cost_micros) FROM rollup_daily WHERE dim = ?", (dim,)
+            "SELECT SUM(requests), SUM(cost_micros) FROM rollup_daily "
+            "WHERE dim = ? AND namespace != '*'",
+            (dim,),
         )
         assert daily.fetchone() == (3, 300), dim
+        if dim != "namespace":
+            everywhere = ledger._db.execute(
+                "SELECT SUM(requests) FROM rollup_daily WHERE dim = ? AND namespace = '*'",
+                (dim,),
+            )
+            assert everywhere.fetchone() == (3,), dim
 
 
 def test_crossings_are_stored_once(tmp_path: Path) -> None:
