@@ -139,21 +139,31 @@ async def export(request: Request) -> Response:
     start, end = _range(request)
     namespace = request.query_params.get("namespace") or None
     await services.ledger.flush()
-    rows: list[dict[str, Any]] = await services.ledger.call(
-        lambda: list(reports.export_rows(services.store.db, start, end, namespace))
-    )
+    db = services.store.db
+
+    async def rows() -> AsyncIterator[dict[str, Any]]:
+        """Page by page on the ledger thread: an export never sits whole in memory."""
+        cursor: reports.Cursor | None = (-1, "")
+        while cursor is not None:
+            page, cursor = await services.ledger.call(
+                reports.export_page, db, start, end, namespace, cursor
+            )
+            for row in page:
+                yield row
 
     async def lines() -> AsyncIterator[bytes]:
         if form == "json":
             yield b"["
-            for index, row in enumerate(rows):
-                yield (b"," if index else b"") + orjson.dumps(row)
+            first = True
+            async for row in rows():
+                yield (b"" if first else b",") + orjson.dumps(row)
+                first = False
             yield b"]"
             return
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(COLUMNS)
-        for row in rows:
+        async for row in rows():
             writer.writerow([";".join(row[c]) if c == "budgets" else row[c] for c in COLUMNS])
             if buffer.tell() > 64_000:
                 yield buffer.getvalue().encode()

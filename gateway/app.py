@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from llmbudget_gateway import __version__, admin, admin_reports, messages_endpoint, proxy
 from llmbudget_gateway.budgets import BudgetBook
-from llmbudget_gateway.contract import ConfigError, GatewayConfig
+from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.errors import GatewayError, error_body
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
@@ -218,6 +218,3 @@ async def readyz(request: Request) -> Response:
 async def metrics_endpoint(request: Request) -> Response:
     services: Services = request.app.state.services
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-__all__ = ["ConfigError", "create_app"]

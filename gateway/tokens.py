@@ -74,9 +74,6 @@ class TokenCounter:
         """A cheap upper bound of count_messages: a byte-level BPE token is at least one byte."""
         return _messages(messages, utf8_length)
 
-    def count_content(self, content: Any) -> int:
-        return _content(content, self.count_text)
-
 
 def utf8_length(text: str) -> int:
     return len(text.encode())

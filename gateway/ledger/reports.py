@@ -89,21 +89,38 @@ def daily(
     ]
 
 
+Cursor = tuple[int, str]  # (ts_ms, request_id) of the last row of a page
+
+
+def export_page(
+    db: sqlite3.Connection,
+    start: datetime,
+    end: datetime,
+    namespace: str | None,
+    after: Cursor = (-1, ""),
+    page: int = 5000,
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """One page of request rows in time order, and the cursor of the next (None: the last)."""
+    where, params = _window("ts_ms", start, end, namespace)
+    rows = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM requests WHERE {where} "  # noqa: S608
+        "AND (ts_ms, request_id) > (?, ?) ORDER BY ts_ms, request_id LIMIT ?",
+        [*params, after[0], after[1], page],
+    ).fetchall()
+    result = []
+    for values in rows:
+        row = dict(zip(COLUMNS, values, strict=True))
+        row["budgets"] = json.loads(row["budgets"])
+        result.append(row)
+    following = (rows[-1][1], rows[-1][0]) if len(rows) == page else None
+    return result, following
+
+
 def export_rows(
     db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None, page: int = 5000
 ) -> Iterator[dict[str, Any]]:
-    where, params = _window("ts_ms", start, end, namespace)
-    last: tuple[str, int] = ("", -1)  # (request_id, ts_ms) of the last row sent
-    while True:
-        rows = db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM requests WHERE {where} "  # noqa: S608
-            "AND (ts_ms, request_id) > (?, ?) ORDER BY ts_ms, request_id LIMIT ?",
-            [*params, last[1], last[0], page],
-        ).fetchall()
-        for values in rows:
-            row = dict(zip(COLUMNS, values, strict=True))
-            row["budgets"] = json.loads(row["budgets"])
-            yield row
-        if len(rows) < page:
-            return
-        last = (rows[-1][0], rows[-1][1])
+    """Every row of export_page, page after page (on the calling thread)."""
+    cursor: Cursor | None = (-1, "")
+    while cursor is not None:
+        rows, cursor = export_page(db, start, end, namespace, cursor, page)
+        yield from rows

@@ -28,7 +28,9 @@ class LedgerStore(Protocol):
 
 
 class LedgerWriter:
-    def __init__(self, store: Any, flush_interval: float = 0.05, max_batch: int = 1000) -> None:
+    def __init__(
+        self, store: LedgerStore, flush_interval: float = 0.05, max_batch: int = 1000
+    ) -> None:
         self.store = store
         self.flush_interval = flush_interval
         self.max_batch = max_batch
