@@ -35,7 +35,13 @@ from llmbudget_gateway.contract import (
 from llmbudget_gateway.contract.manifests import BUDGET_LABEL
 from llmbudget_gateway.contract.specs import TokenBudgetSpec
 from llmbudget_operator.conditions import merge_condition, ready_condition
-from llmbudget_operator.keys import MANAGED_BY, ROTATE_ANNOTATION, keys_in, plan_key_secret
+from llmbudget_operator.keys import (
+    MANAGED_BY,
+    ROTATE_ANNOTATION,
+    keys_in,
+    plan_key_secret,
+    secret_name,
+)
 from llmbudget_operator.kube import Kube
 from llmbudget_operator.settings import OperatorSettings
 
@@ -189,7 +195,7 @@ class Reconciler:
                     metadata.get("uid", ""),
                     rotate,
                     key_spec,
-                    existing.get((metadata["namespace"], _name(metadata, key_spec))),
+                    existing.get((metadata["namespace"], secret_name(metadata["name"], key_spec))),
                     self.settings.gateway_public_url,
                     now,
                 )
@@ -280,7 +286,3 @@ class Reconciler:
             if key not in self._announced:
                 await self.kube.create_event(obj, "Warning", problem.reason, problem.message, now)
         self._announced = {k for k in self._announced if k[0] != ref} | current
-
-
-def _name(metadata: dict[str, Any], key_spec: Any) -> str:
-    return str(key_spec.secret_name or f"{metadata['name']}-{key_spec.name}-key")
