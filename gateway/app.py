@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from llmbudget_gateway import __version__, admin, admin_reports, messages_endpoi
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.errors import GatewayError, error_body
+from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
 from llmbudget_gateway.messages_endpoint import anthropic_shaped
@@ -31,6 +33,7 @@ from llmbudget_gateway.restore import apply_with_restore
 from llmbudget_gateway.runtime import Runtime
 from llmbudget_gateway.services import Services
 from llmbudget_gateway.settings import Settings
+from llmbudget_gateway.shared_budgets import SharedBudgets
 from llmbudget_gateway.tokens import TokenCounter
 from llmbudget_gateway.upstream import create_session
 
@@ -70,13 +73,55 @@ async def _prune_forever(services: Services) -> None:
         await asyncio.sleep(services.settings.prune_interval)
 
 
+async def open_store(settings: Settings) -> SqliteLedger | PostgresLedger:
+    """The ledger the settings choose. A PostgreSQL server that is down at start is waited for
+    (the process stays unready, it does not crash-loop)."""
+    dsn = settings.ledger_dsn
+    if dsn is None:
+        return SqliteLedger(settings.ledger_file)
+    delay = 0.5
+    while True:
+        try:
+            return await asyncio.to_thread(PostgresLedger, dsn)
+        except psycopg.OperationalError as error:
+            # psycopg's message names host and port, never the password
+            log.error("ledger database %s unavailable: %s", settings.ledger_description, error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _share_forever(services: Services, shared: SharedBudgets) -> None:
+    """Refresh the local view of shared spend; give back reservations of dead replicas."""
+    last_expiry = 0.0
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(services.settings.shared_sync_interval)
+        try:
+            await shared.sync(services.book, datetime.now(UTC))
+            if loop.time() - last_expiry > 30:
+                last_expiry = loop.time()
+                expired = await shared.expire(datetime.now(UTC))
+                if expired:
+                    log.warning("gave back %d expired reservations of a replica", expired)
+        except Exception as error:
+            log.warning("shared budget refresh failed: %s", type(error).__name__)
+
+
 def create_app(settings: Settings, loader: Loader) -> HotPath:
     """`loader` returns the config (raising ConfigError); it is called at start and on reload."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
-        store = SqliteLedger(settings.ledger_file)
+        store = await open_store(settings)
+        shared = None
+        if settings.ledger_dsn is not None:
+            shared = SharedBudgets(
+                settings.ledger_dsn,
+                settings.reservation_lease_seconds,
+                settings.ledger_fail_open,
+            )
+            await shared.open()
         writer = LedgerWriter(store, flush_interval=settings.ledger_flush_interval)
         writer.start()
         book = BudgetBook()
@@ -92,6 +137,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
             metrics=metrics,
             session=create_session(),
             tokens=tokens,
+            shared=shared,
         )
         await apply_with_restore(services, config)
         app.state.services = services
@@ -107,10 +153,12 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
             asyncio.create_task(watcher.run(), name="config-watcher"),
             asyncio.create_task(_prune_forever(services), name="ledger-prune"),
         ]
+        if shared is not None:
+            tasks.append(asyncio.create_task(_share_forever(services, shared), name="shared"))
         log.info(
             "gateway ready: config revision %s, ledger %s",
             services.runtime.revision,
-            settings.ledger_file,
+            settings.ledger_description,
         )
         try:
             yield
@@ -121,6 +169,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await writer.close()  # flushes every buffered row (SIGTERM path)
+            if shared is not None:
+                await shared.close()
             await services.session.close()
             log.info("gateway stopped: %d ledger rows written", writer.written)
 

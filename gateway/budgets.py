@@ -162,6 +162,23 @@ def _exhausted_crossing(state: BudgetState, limit: LimitState, now: datetime) ->
     return [Crossing(state.budget.key, limit.limit.period, limit.window.start, 100, now)]
 
 
+def refusal(state: BudgetState, limit: LimitState, now: datetime) -> Denial:
+    """The 429 for a Block limit that would be exceeded (here, or in the shared ledger).
+
+    A Block limit that refuses requests is exhausted for its callers: the budget's state
+    becomes Exceeded and its 100 % threshold fires, once."""
+    limit.refused += 1
+    budget, period = state.budget, limit.limit.period
+    return Denial(
+        "budget_exceeded",
+        budget,
+        f"TokenBudget {budget.key} would exceed its {period.value} limit "
+        f"({_describe(limit)}); it resets at {_reset_text(limit.window)}",
+        max(int((limit.window.end - now).total_seconds()) + 1, 1),
+        tuple(_exhausted_crossing(state, limit, now)),
+    )
+
+
 def _reset_text(window: Window) -> str:
     return window.end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -246,17 +263,7 @@ class BudgetBook:
                 ):
                     downgrade_to = budget.downgrade_to
                 if budget.action is Action.BLOCK and limit.would_exceed(micros, tokens):
-                    # A Block limit that refuses requests is exhausted for its callers: the
-                    # budget's state becomes Exceeded and its 100 % threshold fires, once.
-                    limit.refused += 1
-                    return Denial(
-                        "budget_exceeded",
-                        budget,
-                        f"TokenBudget {budget.key} would exceed its {period.value} limit "
-                        f"({_describe(limit)}); it resets at {_reset_text(limit.window)}",
-                        max(int((limit.window.end - now).total_seconds()) + 1, 1),
-                        tuple(_exhausted_crossing(state, limit, now)),
-                    )
+                    return refusal(state, limit, now)
                 charges.append((state, limit))
         breakers: list[TokenBreaker] = []
         probes: list[TokenBreaker] = []

@@ -94,7 +94,7 @@ async def messages(request: Request) -> Response:
             param="model",
         )
     exchange = Exchange(services, caller, tags, "messages", model, stream=stream)
-    exchange.admit(route, chosen.backends[0], _bound(body), max_tokens)
+    await exchange.admit(route, chosen.backends[0], _bound(body), max_tokens)
     exchange.route_decision = chosen.decision
     headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
     try:

@@ -8,18 +8,24 @@ threshold crossings and updates metrics. It is idempotent: the first call wins.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NoReturn
 
-from llmbudget_gateway.budgets import Crossing, Denial, Reservation
+from llmbudget_gateway.budgets import Crossing, Denial, Reservation, refusal
 from llmbudget_gateway.contract.config import Backend, Route
 from llmbudget_gateway.errors import GatewayError
 from llmbudget_gateway.ledger.records import LedgerRecord
 from llmbudget_gateway.runtime import Caller
 from llmbudget_gateway.services import Services
+from llmbudget_gateway.shared_budgets import SharedBudgets, SharedLedgerUnavailable, windows_of
 from llmbudget_gateway.usage import Usage
+
+log = logging.getLogger("llmbudget.gateway")
 
 
 @dataclass
@@ -44,12 +50,13 @@ class Exchange:
     _prompt_bound: int = 0
     _exact_prompt: Callable[[], int] | None = None
     _prompt_exact: int | None = None
+    windows: tuple[tuple[str, str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.request_id:
             self.request_id = self.services.new_request_id()
 
-    def admit(
+    async def admit(
         self,
         route: Route,
         backend: Backend,
@@ -76,21 +83,58 @@ class Exchange:
             self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
         )
         if isinstance(decision, Denial):
-            self.services.metrics.refused.labels(
-                self.caller.namespace, decision.budget.name, decision.code
-            ).inc()
-            error = GatewayError(
-                429,
-                decision.message,
-                type="insufficient_quota",
-                code=decision.code,
-                headers={"Retry-After": str(decision.retry_after_seconds)},
-            )
-            self.finish(
-                None, status=429, error_code=decision.code, crossings=list(decision.crossings)
-            )
-            raise error
+            self._refuse(decision)
         self.reservation = decision
+        if self.services.shared is not None and decision.charges:
+            await self._reserve_shared(self.services.shared, decision)
+
+    def _refuse(self, denial: Denial) -> NoReturn:
+        self.services.metrics.refused.labels(
+            self.caller.namespace, denial.budget.name, denial.code
+        ).inc()
+        error = GatewayError(
+            429,
+            denial.message,
+            type="insufficient_quota",
+            code=denial.code,
+            headers={"Retry-After": str(denial.retry_after_seconds)},
+        )
+        self.finish(None, status=429, error_code=denial.code, crossings=list(denial.crossings))
+        raise error
+
+    async def _reserve_shared(self, shared: SharedBudgets, reservation: Reservation) -> None:
+        """Reserve in the shared ledger too (several replicas); the local reservation is held
+        meanwhile. Refused there: released here, and the same 429 as a local refusal."""
+        windows = windows_of(reservation)
+        try:
+            refused = await shared.reserve(self.request_id, reservation, self.started)
+        except asyncio.CancelledError:
+            self.windows = windows  # its row settles a reservation the database may hold
+            self.finish(None, 499, "cancelled")
+            raise
+        except SharedLedgerUnavailable as error:
+            self.services.metrics.ledger_unavailable.inc()
+            if shared.fail_open:
+                log.warning("shared ledger unavailable (%s): admitting on local view", error)
+                self.windows = windows  # settled when the database is back
+                return
+            reservation.release()
+            self.reservation = None
+            self.finish(None, 503, "ledger_unavailable")
+            raise GatewayError(
+                503,
+                "the budget ledger database is unavailable; requests are refused until it "
+                "is back (fail-closed)",
+                type="server_error",
+                code="ledger_unavailable",
+                headers={"Retry-After": "5"},
+            ) from None
+        if refused is None:
+            self.windows = windows
+            return
+        reservation.release()
+        self.reservation = None
+        self._refuse(refusal(*refused, self.started))
 
     def prompt_estimate(self) -> int:
         """The tokenizer's count of the prompt (computed once, on demand), else the bound."""
@@ -105,6 +149,7 @@ class Exchange:
         self.attempts += 1
         record = self._record(f"{self.request_id}.{self.attempts}", Usage(), 0, status, error_code)
         record.route_decision = f"attempt {self.attempts} failed; retrying"
+        record.windows = ()  # the request's own row settles its reservation
         self.services.ledger.submit(record)
         self.services.metrics.series(self.caller.namespace, self.requested_model).requests(
             status
@@ -142,6 +187,7 @@ class Exchange:
             error_code=error_code,
             stream=self.stream,
             route_decision=self.route_decision,
+            windows=self.windows,
         )
 
     def mark_first_token(self) -> None:

@@ -157,6 +157,11 @@ class Metrics:
             ["namespace", "budget", "code"],
             registry=r,
         )
+        self.ledger_unavailable = Counter(
+            "llmbudget_ledger_unavailable",
+            "Requests that found the shared ledger database unreachable",
+            registry=r,
+        )
         self.latency = Histogram(
             "llmbudget_request_duration_seconds",
             "Time from request to the last byte of the response",

@@ -92,7 +92,7 @@ async def chat_completions(request: Request) -> Response:
         return services.tokens.count_messages(messages) + services.tokens.count_text(tools)
 
     prompt_bound = services.tokens.bound_messages(messages) + len(tools.encode())
-    exchange.admit(
+    await exchange.admit(
         route,
         chosen.backends[0],
         prompt_bound,
@@ -183,7 +183,7 @@ async def embeddings(request: Request) -> Response:
             param="model",
             code="unsupported_for_model",
         )
-    exchange.admit(route, chosen.backends[0], prompt_tokens, 0)
+    await exchange.admit(route, chosen.backends[0], prompt_tokens, 0)
     exchange.route_decision = chosen.decision
     headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
     with settled_on_failure(exchange):

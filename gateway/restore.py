@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from llmbudget_gateway.contract.config import GatewayConfig
 from llmbudget_gateway.periods import window_at
 from llmbudget_gateway.services import Services
+from llmbudget_gateway.shared_budgets import SpendRow
 
 LONGEST_PERIOD = timedelta(days=31)
 
@@ -36,6 +37,8 @@ async def apply_with_restore(services: Services, config: GatewayConfig) -> None:
     crossings = []
     if fresh:
         crossings = await services.ledger.call(services.store.crossings, now - LONGEST_PERIOD)
+    if services.shared is not None:  # windows new to the database start from the rows
+        await services.shared.seed([SpendRow(*entry) for entry in spend])
     services.apply_config(config, now)  # synchronous from here: no request interleaves
     fresh_keys = {budget.key for budget in fresh}
     for key, period, start, micros, tokens, requests in spend:
@@ -43,3 +46,5 @@ async def apply_with_restore(services: Services, config: GatewayConfig) -> None:
     for key, period, start, threshold, _ in crossings:
         if key in fresh_keys:
             services.book.mark_crossed(key, period, start, threshold)
+    if services.shared is not None and fresh:
+        await services.shared.sync(services.book, now)  # the spend of every replica

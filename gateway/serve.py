@@ -45,6 +45,19 @@ def add_serve_command(commands: Any) -> None:
         help="SQLite ledger file (default <state-dir>/ledger.sqlite3)",
     )
     serve.add_argument(
+        "--ledger-dsn-file",
+        type=Path,
+        default=None,
+        help="file with a PostgreSQL DSN: a ledger and budgets shared by several replicas "
+        "(or set LLMBUDGET_LEDGER_DSN); default: the SQLite file",
+    )
+    serve.add_argument(
+        "--ledger-fail-open",
+        action="store_true",
+        help="with PostgreSQL: when the database is unreachable, admit requests on this "
+        "replica's view of the budgets instead of refusing them with 503",
+    )
+    serve.add_argument(
         "--shared-namespace",
         default=DEFAULT_SHARED_NAMESPACE,
         help="namespace whose ModelRoutes serve everyone (default %(default)s)",
@@ -84,6 +97,12 @@ def _admin_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("LLMBUDGET_ADMIN_TOKEN") or None
 
 
+def _ledger_dsn(args: argparse.Namespace) -> str | None:
+    if args.ledger_dsn_file is not None:
+        return args.ledger_dsn_file.read_text().strip() or None
+    return os.environ.get("LLMBUDGET_LEDGER_DSN") or None
+
+
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -110,6 +129,8 @@ async def _serve(args: argparse.Namespace) -> int:
         config_path=args.config,
         state_dir=args.state_dir,
         ledger_path=args.ledger,
+        ledger_dsn=_ledger_dsn(args),
+        ledger_fail_open=args.ledger_fail_open,
         shared_namespace=args.shared_namespace,
         admin_token=_admin_token(args),
         max_body_bytes=args.max_body_bytes,

@@ -13,12 +13,14 @@ import aiohttp
 
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract.config import GatewayConfig
+from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
 from llmbudget_gateway.metrics import Metrics
 from llmbudget_gateway.response_cache import ResponseCache
 from llmbudget_gateway.runtime import Runtime
 from llmbudget_gateway.settings import Settings
+from llmbudget_gateway.shared_budgets import SharedBudgets
 from llmbudget_gateway.tokens import TokenCounter
 
 
@@ -28,12 +30,13 @@ class Services:
     runtime: Runtime
     book: BudgetBook
     ledger: LedgerWriter
-    store: SqliteLedger
+    store: SqliteLedger | PostgresLedger
     metrics: Metrics
     session: aiohttp.ClientSession
     tokens: TokenCounter
     rng: random.Random = field(default_factory=random.Random)
     cache: ResponseCache = field(default_factory=ResponseCache)
+    shared: SharedBudgets | None = None  # budgets shared with other replicas (PostgreSQL)
     _process_id: str = field(default_factory=lambda: os.urandom(6).hex())
     _sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict
+
 from llmbudget_gateway.contract import DEFAULT_SHARED_NAMESPACE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     config_path: Path
     state_dir: Path = Path(".llmbudget")
     ledger_path: Path | None = None  # default: <state_dir>/ledger.sqlite3
+    ledger_dsn: str | None = None  # PostgreSQL ledger shared by replicas (a secret: never log)
+    ledger_fail_open: bool = False  # database down: admit on the local view (else 503)
+    reservation_lease_seconds: float = 900.0  # a dead replica's reservations expire after this
+    shared_sync_interval: float = 1.0  # seconds between refreshes of the shared spend view
     shared_namespace: str = DEFAULT_SHARED_NAMESPACE
     admin_token: str | None = None  # admin API disabled without one
     max_body_bytes: int = 4 * 1024 * 1024
@@ -27,3 +33,17 @@ class Settings:
     @property
     def ledger_file(self) -> Path:
         return self.ledger_path or self.state_dir / "ledger.sqlite3"
+
+    @property
+    def ledger_description(self) -> str:
+        """Where the ledger is, for logs: the PostgreSQL DSN's host and database only."""
+        if self.ledger_dsn is None:
+            return str(self.ledger_file)
+        try:
+            info = conninfo_to_dict(self.ledger_dsn)
+        except Exception:
+            return "postgresql (unparsable DSN)"
+        return f"postgresql {info.get('host', '?')}/{info.get('dbname', '?')}"
+
+    def __repr__(self) -> str:  # the DSN (password) and admin token stay out of logs
+        return f"Settings(config_path={self.config_path!r}, ledger={self.ledger_description!r})"

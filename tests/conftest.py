@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.controlplane.localcluster import LocalControlPlane, Timings, ensure_binaries
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"
@@ -127,3 +128,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         f"etcd + kube-apiserver start to /readyz in {_timings.start:.1f} s; "
         f"stop in {_timings.stop:.1f} s"
     )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback, for the whole session."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the test server."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")

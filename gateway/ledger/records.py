@@ -38,6 +38,9 @@ class LedgerRecord:
     estimated: bool = False
     unpriced: bool = False
     route_decision: str | None = None
+    # Not a column: on a shared (PostgreSQL) ledger, the budget windows the request was
+    # reserved on, as (budget, period, window start ms); writing the row settles them.
+    windows: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def total_tokens(self) -> int:

@@ -1,4 +1,4 @@
-"""Spend reports and exports from the ledger (SQLite), for finance and team leads.
+"""Spend reports and exports from the ledger (SQLite or PostgreSQL), for finance and team leads.
 
 Reports read the daily rollups (one per dimension), so a 30-day report touches at most
 30 x groups rows, whatever the number of requests; exports read the request rows, in pages.
@@ -7,13 +7,13 @@ Reports read the daily rollups (one per dimension), so a 30-day report touches a
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from llmbudget_gateway.ledger.queries import Database
 from llmbudget_gateway.ledger.records import COLUMNS
-from llmbudget_gateway.ledger.sqlite import ALL
+from llmbudget_gateway.ledger.rollups import ALL
 
 GROUPS = ("namespace", "project", "user", "model", "key")
 
@@ -42,7 +42,7 @@ def _days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def spend_by(
-    db: sqlite3.Connection,
+    db: Database,
     group: str,
     start: datetime,
     end: datetime,
@@ -70,7 +70,7 @@ def spend_by(
 
 
 def daily(
-    db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None
+    db: Database, start: datetime, end: datetime, namespace: str | None
 ) -> list[dict[str, Any]]:
     where, params = _window("day_ms", *_days(start, end), namespace)
     rows = db.execute(
@@ -93,7 +93,7 @@ Cursor = tuple[int, str]  # (ts_ms, request_id) of the last row of a page
 
 
 def export_page(
-    db: sqlite3.Connection,
+    db: Database,
     start: datetime,
     end: datetime,
     namespace: str | None,
@@ -117,7 +117,7 @@ def export_page(
 
 
 def export_rows(
-    db: sqlite3.Connection, start: datetime, end: datetime, namespace: str | None, page: int = 5000
+    db: Database, start: datetime, end: datetime, namespace: str | None, page: int = 5000
 ) -> Iterator[dict[str, Any]]:
     """Every row of export_page, page after page (on the calling thread)."""
     cursor: Cursor | None = (-1, "")

@@ -7,30 +7,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from llmbudget_gateway.budgets import Crossing
-from llmbudget_gateway.contract.specs import Period
+from llmbudget_gateway.ledger.queries import Database, LedgerQueries
 from llmbudget_gateway.ledger.records import COLUMNS, LedgerRecord
+from llmbudget_gateway.ledger.rollups import (
+    ALL,
+    DAILY_DIMENSIONS,
+    DAY_MS,
+    HOUR_MS,
+    daily_rollups,
+    hourly_rollups,
+    to_ms,
+)
 
-TAG_COLUMNS = {
-    "project": "project",
-    "user": "user_id",
-    "session": "session_id",
-    "environment": "environment",
-    "costCenter": "cost_center",
-}
-DIMENSIONS = {
-    "model": "requested_model",
-    "project": "project",
-    "user": "user_id",
-    "key": "key_name",
-    "namespace": "namespace",
-}
 SCHEMA_VERSION = 1
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS requests (
@@ -86,9 +81,6 @@ ON CONFLICT (hour_ms, namespace, project, user_id, model, key_name) DO UPDATE SE
     cost_micros = cost_micros + excluded.cost_micros,
     max_cost_micros = MAX(max_cost_micros, excluded.max_cost_micros)
 """
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-ALL = "*"  # the namespace of rollup rows that sum every namespace
 _DAILY = """
 INSERT INTO rollup_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
@@ -97,23 +89,6 @@ ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
     cost_micros = cost_micros + excluded.cost_micros,
     max_cost_micros = MAX(max_cost_micros, excluded.max_cost_micros)
 """
-# Report dimension -> ledger column. One daily rollup per dimension keeps every report
-# bounded by days x groups, whatever the number of requests or the mix of tags.
-DAILY_DIMENSIONS = {
-    "namespace": "namespace",
-    "project": "project",
-    "user": "user_id",
-    "model": "requested_model",
-    "key": "key_name",
-}
-
-
-def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _row(record: LedgerRecord) -> tuple[Any, ...]:
@@ -124,67 +99,7 @@ def _row(record: LedgerRecord) -> tuple[Any, ...]:
     )
 
 
-def _daily_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for r in records:
-        day = r.ts_ms - r.ts_ms % DAY_MS
-        tokens = r.prompt_tokens + r.completion_tokens
-        values = (
-            ("namespace", r.namespace),
-            ("project", r.project),
-            ("user", r.user_id),
-            ("model", r.requested_model),
-            ("key", r.key_name),
-        )
-        for dim, value in values:
-            # Per namespace and, but for the namespace dimension, across all namespaces under
-            # "*": cluster-wide reports then read days x values, not days x values x namespaces.
-            for scope in (r.namespace,) if dim == "namespace" else (r.namespace, ALL):
-                key = (dim, day, scope, value or "")
-                sums = groups.get(key)
-                if sums is None:
-                    groups[key] = [1, tokens, r.cost_micros, r.cost_micros]
-                else:
-                    sums[0] += 1
-                    sums[1] += tokens
-                    sums[2] += r.cost_micros
-                    sums[3] = max(sums[3], r.cost_micros)
-    return [(*key, *sums) for key, sums in groups.items()]
-
-
-def _rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
-    """One upsert per (hour, namespace, project, user, model, key) of the batch."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for r in records:
-        key = (
-            r.ts_ms - r.ts_ms % HOUR_MS,
-            r.namespace,
-            r.project or "",
-            r.user_id or "",
-            r.requested_model,
-            r.key_name,
-        )
-        sums = groups.get(key)
-        if sums is None:
-            groups[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros, r.cost_micros]
-        else:
-            sums[0] += 1
-            sums[1] += r.prompt_tokens
-            sums[2] += r.completion_tokens
-            sums[3] += r.cost_micros
-            sums[4] = max(sums[4], r.cost_micros)
-    return [(*key, *sums) for key, sums in groups.items()]
-
-
-def scope_filter(namespace: str, scope: Mapping[str, str]) -> tuple[str, list[Any]]:
-    clauses, params = ["namespace = ?"], [namespace]
-    for tag, value in sorted(scope.items()):
-        clauses.append(f"{TAG_COLUMNS[tag]} = ?")
-        params.append(value)
-    return " AND ".join(clauses), params
-
-
-class SqliteLedger:
+class SqliteLedger(LedgerQueries):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -200,7 +115,7 @@ class SqliteLedger:
         self._db.executescript(SCHEMA)
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Database:
         """The connection, for report queries (call them on the ledger thread)."""
         return self._db
 
@@ -215,8 +130,8 @@ class SqliteLedger:
             self._db.executemany(_INSERT, [_row(r) for r in records])
             inserted = self._db.total_changes - before
             if inserted == len(records):  # no duplicates: roll every row up
-                self._db.executemany(_ROLLUP, _rollups(records))
-                self._db.executemany(_DAILY, _daily_rollups(records))
+                self._db.executemany(_ROLLUP, hourly_rollups(records))
+                self._db.executemany(_DAILY, daily_rollups(records))
             else:  # a retried batch: roll up only rows not seen before (rebuild the hours)
                 self._rebuild_rollups({r.ts_ms - r.ts_ms % HOUR_MS for r in records})
                 self._rebuild_daily({r.ts_ms - r.ts_ms % DAY_MS for r in records})
@@ -273,73 +188,6 @@ class SqliteLedger:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-    def window_spend(
-        self, namespace: str, scope: Mapping[str, str], start: datetime, end: datetime
-    ) -> tuple[int, int, int]:
-        """(micro-dollars, tokens, requests) of matching rows with start <= ts < end."""
-        where, params = scope_filter(namespace, scope)
-        row = self._db.execute(
-            f"SELECT COALESCE(SUM(cost_micros), 0), "  # noqa: S608 - columns from a fixed map
-            f"COALESCE(SUM(prompt_tokens + completion_tokens), 0), COUNT(*) "
-            f"FROM requests WHERE {where} AND ts_ms >= ? AND ts_ms < ?",
-            [*params, to_ms(start), to_ms(end)],
-        ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
-
-    def breakdown(
-        self,
-        namespace: str,
-        scope: Mapping[str, str],
-        start: datetime,
-        end: datetime,
-        dimension: str,
-        top: int = 10,
-    ) -> list[dict[str, Any]]:
-        column = DIMENSIONS[dimension]
-        where, params = scope_filter(namespace, scope)
-        rows = self._db.execute(
-            f"SELECT {column}, SUM(cost_micros), SUM(prompt_tokens + completion_tokens), "  # noqa: S608
-            f"COUNT(*) FROM requests WHERE {where} AND ts_ms >= ? AND ts_ms < ? "
-            f"AND {column} IS NOT NULL GROUP BY {column} ORDER BY 2 DESC, 3 DESC LIMIT ?",
-            [*params, to_ms(start), to_ms(end), top],
-        ).fetchall()
-        return [
-            {"name": r[0], "micros": int(r[1]), "tokens": int(r[2]), "requests": int(r[3])}
-            for r in rows
-        ]
-
-    def crossings(self, since: datetime) -> list[tuple[str, Period, datetime, int, datetime]]:
-        rows = self._db.execute(
-            "SELECT budget, period, window_start_ms, threshold, crossed_at_ms FROM crossings "
-            "WHERE window_start_ms >= ? ORDER BY crossed_at_ms",
-            (to_ms(since),),
-        ).fetchall()
-        return [(r[0], Period(r[1]), from_ms(r[2]), int(r[3]), from_ms(r[4])) for r in rows]
-
-    def recent(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
-        where, params = ("WHERE namespace = ?", [namespace]) if namespace else ("", [])
-        cursor = self._db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM requests {where} "  # noqa: S608
-            "ORDER BY ts_ms DESC LIMIT ?",
-            [*params, limit],
-        )
-        rows = []
-        for values in cursor.fetchall():
-            row = dict(zip(COLUMNS, values, strict=True))
-            row["budgets"] = json.loads(row["budgets"])
-            for flag in ("stream", "estimated", "unpriced"):
-                row[flag] = bool(row[flag])
-            rows.append(row)
-        return rows
-
-    def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-
-    def total_cost_micros(self) -> int:
-        return int(
-            self._db.execute("SELECT COALESCE(SUM(cost_micros), 0) FROM requests").fetchone()[0]
-        )
 
     def prune(self, before: datetime) -> int:
         """Delete rows (and rollups) older than `before`; returns the number of rows deleted."""

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from llmbudget_gateway.ledger import reports
 from llmbudget_gateway.ledger.records import LedgerRecord
-from llmbudget_gateway.ledger.sqlite import SqliteLedger, to_ms
+from llmbudget_gateway.ledger.rollups import to_ms
+from llmbudget_gateway.ledger.sqlite import SqliteLedger
 
 NAMESPACES = [f"team-{i}" for i in range(100)]
 PROJECTS = [f"project-{i}" for i in range(50)]
@@ -69,7 +70,7 @@ def main() -> None:
     ledger = SqliteLedger(path)
     end = datetime(2026, 11, 23, tzinfo=UTC)
     seconds = generate(ledger, args.rows, end)
-    rollups = ledger.db.execute("SELECT COUNT(*) FROM rollup_hourly").fetchone()[0]
+    rollups = ledger.db.execute("SELECT COUNT(*) FROM rollup_hourly", []).fetchone()[0]
     size = path.stat().st_size / 2**30
     print(
         f"{args.rows:,} rows generated in {seconds:.0f} s ({rollups:,} hourly rollup rows, "

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from llmbudget_gateway.ledger import reports
-from llmbudget_gateway.ledger.sqlite import SqliteLedger, to_ms
+from llmbudget_gateway.ledger.rollups import to_ms
+from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from tests.gateway.conftest import OTHER_KEY, GatewayFactory
 from tests.gateway.harness import ADMIN_TOKEN
 from tests.gateway.ledger.test_sqlite import record

@@ -8,7 +8,8 @@ from pathlib import Path
 from llmbudget_gateway.budgets import Crossing
 from llmbudget_gateway.contract.specs import Period
 from llmbudget_gateway.ledger.records import LedgerRecord
-from llmbudget_gateway.ledger.sqlite import SqliteLedger, to_ms
+from llmbudget_gateway.ledger.rollups import to_ms
+from llmbudget_gateway.ledger.sqlite import SqliteLedger
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -121,6 +122,7 @@ def test_row_values_follow_the_column_order() -> None:
     from llmbudget_gateway.ledger.records import COLUMNS
 
     r = record(1, project="p", user_id="u", ttft_ms=1.5, route_decision="d")
-    assert tuple(f.name for f in dataclasses.fields(r)) == COLUMNS
+    fields = tuple(f.name for f in dataclasses.fields(r))
+    assert fields == (*COLUMNS, "windows")  # windows: settlement data, not a column
     values = (*r.values_before_budgets(), r.budgets, *r.values_after_budgets())
-    assert values == dataclasses.astuple(r)
+    assert values == dataclasses.astuple(r)[: len(COLUMNS)]
