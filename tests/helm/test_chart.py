@@ -122,11 +122,48 @@ def test_optional_objects(helm: Path) -> None:
     assert "ConfigMap" not in found
 
 
+def test_postgres_ledger_allows_several_replicas(helm: Path) -> None:
+    docs = template(
+        helm,
+        "--set",
+        "gateway.replicas=3",
+        "--set",
+        "gateway.ledger.type=postgres",
+        "--set",
+        "gateway.ledger.postgres.dsnSecret=ledger-db",
+        "--set",
+        "gateway.ledger.postgres.failOpen=true",
+    )
+    assert "PersistentVolumeClaim" not in kinds(docs)
+    gateway = next(
+        d for d in docs if d["kind"] == "Deployment" and "gateway" in d["metadata"]["name"]
+    )
+    spec = gateway["spec"]
+    assert spec["replicas"] == 3 and spec["strategy"]["type"] == "RollingUpdate"
+    pod = spec["template"]["spec"]
+    command = pod["containers"][0]["command"]
+    assert "--ledger-dsn-file=/etc/llmbudget/ledger/dsn" in command
+    assert "--ledger-fail-open" in command
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ledger-dsn"]["secret"] == {
+        "secretName": "ledger-db",
+        "items": [{"key": "dsn", "path": "dsn"}],
+    }
+    assert "emptyDir" in volumes["state"]
+    assert "postgresql://" not in str(docs)  # the DSN stays in its Secret
+
+
 def test_bad_values_are_refused(helm: Path) -> None:
     for args, message in (
         (["--set", "gateway.port=0"], "/gateway/port"),
         (["--set", "unknownValue=1"], "unknownValue"),
-        (["--set", "gateway.replicas=2"], "replicas"),
+        (["--set", "gateway.replicas=2"], "needs gateway.ledger.type=postgres"),
+        (
+            ["--set", "autoscaling.enabled=true", "--set", "autoscaling.maxReplicas=4"],
+            "needs gateway.ledger.type=postgres",
+        ),
+        (["--set", "gateway.ledger.type=postgres"], "needs gateway.ledger.postgres.dsnSecret"),
+        (["--set", "gateway.ledger.type=mysql"], "/gateway/ledger/type"),
     ):
         out = subprocess.run(
             [str(helm), "template", "rel", str(CHART), *args],
