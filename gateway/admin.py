@@ -8,8 +8,7 @@ GET /admin/v1/records?namespace=&limit=    recent ledger rows
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -19,7 +18,10 @@ from starlette.responses import Response
 from llmbudget_gateway.breaker import BreakerState
 from llmbudget_gateway.budgets import BudgetState, LimitState
 from llmbudget_gateway.contract.money import format_usd, micros_to_usd
+from llmbudget_gateway.contract.specs import Period
 from llmbudget_gateway.errors import GatewayError, bad_request
+from llmbudget_gateway.forecast import HISTORY_DAYS, Forecast, forecast
+from llmbudget_gateway.ledger import reports
 from llmbudget_gateway.services import Services
 
 BREAKDOWN_TOP = 10
@@ -53,14 +55,25 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def projected_micros(limit: LimitState, now: datetime) -> int:
-    """Linear projection to the end of the window: spent / elapsed * length."""
-    elapsed = (now - limit.window.start).total_seconds()
-    length = (limit.window.end - limit.window.start).total_seconds()
-    if elapsed <= 0 or limit.spent_micros == 0:
-        return limit.spent_micros
-    projected = Decimal(limit.spent_micros) * Decimal(length) / Decimal(max(elapsed, 60.0))
-    return max(int(projected), limit.spent_micros)
+async def _forecasts(
+    services: Services, state: BudgetState, limits: list[LimitState], now: datetime
+) -> list[Forecast]:
+    """Each limit's forecast; Weekly and Monthly ones read the scope's recent daily spend."""
+    history: list[tuple[date, int]] | None = []
+    if any(limit.limit.period in (Period.WEEKLY, Period.MONTHLY) for limit in limits):
+        today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        history = await services.ledger.call(
+            reports.scope_daily,
+            services.store.db,
+            state.budget.namespace,
+            dict(state.budget.scope),
+            today - timedelta(days=HISTORY_DAYS),
+            today,
+        )
+    return [
+        forecast(limit.spent_micros, limit.amount_micros, limit.window, now, history or ())
+        for limit in limits
+    ]
 
 
 def budget_state_name(
@@ -85,8 +98,10 @@ async def budget_usage(
     budget = state.budget
     limits = []
     governing: tuple[float, LimitState] | None = None
-    for period in list(state.limits):
-        limit = state.limit_state(period, now)
+    current = [state.limit_state(period, now) for period in list(state.limits)]
+    forecasts = await _forecasts(services, state, current, now)
+    for limit, outlook in zip(current, forecasts, strict=True):
+        period = limit.limit.period
         percent = limit.percent_used()
         if governing is None or percent > governing[0]:
             governing = (percent, limit)
@@ -105,7 +120,9 @@ async def budget_usage(
                 "requests": limit.requests,
                 "refused": limit.refused,
                 "percentUsed": round(percent, 2),
-                "projectedUsd": _usd(projected_micros(limit, now)),
+                "projectedUsd": _usd(outlook.projected_micros),
+                "forecastMethod": outlook.method,
+                "projectedExceedAt": _iso(outlook.exceeds_at) if outlook.exceeds_at else None,
                 "periodStart": _iso(limit.window.start),
                 "periodEnd": _iso(limit.window.end),
             }
@@ -165,6 +182,18 @@ async def budget_usage(
         "thresholdsCrossed": crossed,
         "breakdown": breakdown if with_breakdown else None,
         "breaker": breaker,
+        "spikes": [
+            {
+                "key": spike.key,
+                "date": spike.day.isoformat(),
+                "project": spike.project,
+                "spentUsd": _usd(spike.spent_micros),
+                "previousUsd": _usd(spike.previous_micros),
+                "changePercent": spike.change_percent,
+            }
+            for spike in services.spikes
+            if spike.namespace == budget.namespace
+        ],
         "configRevision": services.runtime.revision,
         "time": _iso(now),
     }

@@ -3,6 +3,7 @@
 GET /admin/v1/reports/spend?by=namespace|project|user|model|key&from=&to=&namespace=&top=
 GET /admin/v1/reports/daily?from=&to=&namespace=
 GET /admin/v1/export?format=csv|json&from=&to=&namespace=
+GET /admin/v1/reports/anomalies?from=&to=&namespace=&thresholdPercent=&minUsd=
 
 `from` and `to` are dates (YYYY-MM-DD, UTC, `to` exclusive) or RFC 3339 times; the default
 is the last 30 days. Money is in USD decimal strings.
@@ -14,7 +15,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from llmbudget_gateway.admin import _check_token, _json, _usd
+from llmbudget_gateway.anomalies import Spike, find_spikes
+from llmbudget_gateway.contract.money import usd_to_micros
 from llmbudget_gateway.errors import bad_request
 from llmbudget_gateway.ledger import reports
 from llmbudget_gateway.ledger.records import COLUMNS
@@ -126,6 +129,72 @@ async def daily_trend(request: Request) -> Response:
                 }
                 for r in rows
             ],
+        }
+    )
+
+
+def _spike_json(spike: Spike) -> dict[str, Any]:
+    return {
+        "date": spike.day.isoformat(),
+        "namespace": spike.namespace,
+        "project": spike.project,
+        "spentUsd": _usd(spike.spent_micros),
+        "previousUsd": _usd(spike.previous_micros),
+        "changePercent": spike.change_percent,
+    }
+
+
+async def todays_spikes(services: Services) -> list[Spike]:
+    """Spikes of today so far (every namespace), as the periodic check computes them."""
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    await services.ledger.flush()
+    daily = await services.ledger.call(
+        reports.daily_by_scope,
+        services.store.db,
+        today - timedelta(days=1),
+        today + timedelta(days=1),
+        None,
+    )
+    settings = services.settings
+    return find_spikes(daily, [today.date()], settings.spike_percent, settings.spike_min_micros)
+
+
+async def anomalies(request: Request) -> Response:
+    services: Services = request.app.state.services
+    _check_token(services, request)
+    start, end = _range(request)
+    namespace = request.query_params.get("namespace") or None
+    percent_text = request.query_params.get(
+        "thresholdPercent", str(services.settings.spike_percent)
+    )
+    if not percent_text.isdigit() or int(percent_text) < 1:
+        raise bad_request("'thresholdPercent' must be a positive integer", param="thresholdPercent")
+    floor_text = request.query_params.get("minUsd")
+    min_micros = services.settings.spike_min_micros
+    if floor_text is not None:
+        try:
+            min_micros = usd_to_micros(Decimal(floor_text))
+        except (InvalidOperation, ValueError):
+            raise bad_request("'minUsd' must be a decimal amount", param="minUsd") from None
+    await services.ledger.flush()
+    daily = await services.ledger.call(
+        reports.daily_by_scope,
+        services.store.db,
+        start - timedelta(days=1),  # the day before the first, to compare it
+        end,
+        namespace,
+    )
+    first, last = reports.day_range(start, end)
+    days = [first.date() + timedelta(days=i) for i in range((last - first).days)]
+    spikes = find_spikes(daily, days, int(percent_text), min_micros)
+    return _json(
+        {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "thresholdPercent": int(percent_text),
+            "minUsd": _usd(min_micros),
+            "items": [_spike_json(spike) for spike in spikes],
         }
     )
 

@@ -107,6 +107,22 @@ async def _share_forever(services: Services, shared: SharedBudgets) -> None:
             log.warning("shared budget refresh failed: %s", type(error).__name__)
 
 
+async def _watch_spikes(services: Services) -> None:
+    """Today's spend spikes, every `spike_interval`: for the metric and for the admin API
+    (the operator turns a new one into an Event on the namespace's TokenBudgets)."""
+    gauge = services.metrics.spend_spike
+    while True:
+        try:
+            spikes = await admin_reports.todays_spikes(services)
+            services.spikes = spikes
+            gauge.clear()
+            for spike in spikes:
+                gauge.labels(spike.namespace, spike.project or "").set(1)
+        except Exception:
+            log.exception("spend spike check failed")
+        await asyncio.sleep(services.settings.spike_interval)
+
+
 def create_app(settings: Settings, loader: Loader) -> HotPath:
     """`loader` returns the config (raising ConfigError); it is called at start and on reload."""
 
@@ -152,6 +168,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         tasks = [
             asyncio.create_task(watcher.run(), name="config-watcher"),
             asyncio.create_task(_prune_forever(services), name="ledger-prune"),
+            asyncio.create_task(_watch_spikes(services), name="spend-spikes"),
         ]
         if shared is not None:
             tasks.append(asyncio.create_task(_share_forever(services, shared), name="shared"))
@@ -191,6 +208,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         ("/admin/v1/records", admin.list_records, "GET"),
         ("/admin/v1/reports/spend", admin_reports.spend, "GET"),
         ("/admin/v1/reports/daily", admin_reports.daily_trend, "GET"),
+        ("/admin/v1/reports/anomalies", admin_reports.anomalies, "GET"),
         ("/admin/v1/export", admin_reports.export, "GET"),
         ("/healthz", healthz, "GET"),
         ("/readyz", readyz, "GET"),

@@ -157,6 +157,13 @@ class Metrics:
             ["namespace", "budget", "code"],
             registry=r,
         )
+        self.spend_spike = Gauge(
+            "llmbudget_spend_spike",
+            '1 while today\'s spend of a namespace (project "": all of it) or project is a '
+            "spike over yesterday's",
+            ["namespace", "project"],
+            registry=r,
+        )
         self.ledger_unavailable = Counter(
             "llmbudget_ledger_unavailable",
             "Requests that found the shared ledger database unreachable",

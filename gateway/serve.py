@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import sys
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from llmbudget_gateway.contract import DEFAULT_SHARED_NAMESPACE, ConfigError
+from llmbudget_gateway.contract.money import usd_to_micros
 from llmbudget_gateway.settings import Settings
 from llmbudget_gateway.standalone import load_standalone
 
@@ -87,6 +89,19 @@ def add_serve_command(commands: Any) -> None:
         help="seconds between config change checks (default %(default)s)",
     )
     serve.add_argument("--retention-days", type=int, default=90)
+    serve.add_argument(
+        "--spike-percent",
+        type=int,
+        default=100,
+        help="a day's spend this many percent above the day before is a spike (default "
+        "%(default)s: doubled)",
+    )
+    serve.add_argument(
+        "--spike-min-usd",
+        type=Decimal,
+        default=Decimal(1),
+        help="days below this spend are never spikes (default %(default)s)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=run_serve)
 
@@ -137,6 +152,8 @@ async def _serve(args: argparse.Namespace) -> int:
         default_max_tokens=args.default_max_tokens,
         reload_interval=args.reload_interval,
         retention_days=args.retention_days,
+        spike_percent=args.spike_percent,
+        spike_min_micros=usd_to_micros(args.spike_min_usd),
         upstream_override=override,
     )
     public_url = f"http://{args.host}:{args.port}/v1"

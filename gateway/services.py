@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from llmbudget_gateway.anomalies import Spike
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract.config import GatewayConfig
 from llmbudget_gateway.ledger.postgres import PostgresLedger
@@ -37,6 +38,7 @@ class Services:
     rng: random.Random = field(default_factory=random.Random)
     cache: ResponseCache = field(default_factory=ResponseCache)
     shared: SharedBudgets | None = None  # budgets shared with other replicas (PostgreSQL)
+    spikes: list[Spike] = field(default_factory=list)  # today's spend spikes (anomalies.py)
     _process_id: str = field(default_factory=lambda: os.urandom(6).hex())
     _sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

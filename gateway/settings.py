@@ -29,6 +29,9 @@ class Settings:
     ledger_flush_interval: float = 0.05
     upstream_override: str | None = None  # send every backend here (the built-in fake upstream)
     mint_standalone_keys: bool = True  # standalone mode: mint keys TokenBudgets ask for
+    spike_percent: int = 100  # a day's spend this much above the day before is a spike
+    spike_min_micros: int = 1_000_000  # ... when the day's spend reaches this (1 USD)
+    spike_interval: float = 60.0  # seconds between checks of today's spend for spikes
 
     @property
     def ledger_file(self) -> Path:

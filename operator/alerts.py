@@ -25,6 +25,7 @@ class Alert:
     projected: str
     period_end: str
     state: str
+    exceeds_at: str | None = None  # when the forecast reaches the limit (RFC 3339)
 
     @property
     def title(self) -> str:
@@ -35,9 +36,14 @@ class Alert:
 
     @property
     def text(self) -> str:
+        outlook = ""
+        if self.exceeds_at and self.threshold < 100:
+            outlook = (
+                f" At this rate it is projected to exceed the limit on {self.exceeds_at[:10]}."
+            )
         return (
             f"{self.spent} of {self.limit} spent ({self.percent:.1f}%), projected "
-            f"{self.projected} by the end of the period ({self.period_end}). "
+            f"{self.projected} by the end of the period ({self.period_end}).{outlook} "
             f"State: {self.state}."
         )
 
@@ -112,6 +118,7 @@ def payload(format_: str, alert: Alert) -> dict[str, Any]:
         "spent": alert.spent,
         "limit": alert.limit,
         "projected": alert.projected,
+        "projectedExceedAt": alert.exceeds_at,
         "periodEnd": alert.period_end,
         "state": alert.state,
     }

@@ -17,6 +17,7 @@ STATUS_FIELDS_COMPARED = (
     "spentUSD",
     "spentTokens",
     "projectedUSD",
+    "projectedExceedAt",
     "periodStart",
     "periodEnd",
     "limits",
@@ -63,6 +64,7 @@ def status_from_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
         "spentUSD": governing["spentUsd"],
         "spentTokens": governing["spentTokens"],
         "projectedUSD": governing["projectedUsd"],
+        "projectedExceedAt": governing.get("projectedExceedAt"),
         "periodStart": governing["periodStart"],
         "periodEnd": governing["periodEnd"],
         "limits": [
@@ -127,6 +129,7 @@ def pending_alerts(usage: Mapping[str, Any], alerted: list[dict[str, Any]]) -> l
                 projected=f"{limit['projectedUsd']} USD",
                 period_end=limit["periodEnd"],
                 state=usage["state"],
+                exceeds_at=limit.get("projectedExceedAt"),
             )
         )
     return alerts

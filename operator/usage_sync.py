@@ -7,7 +7,8 @@ each threshold crossing the gateway recorded to the budget's webhooks, once per 
 period. The thresholds already alerted live in status.alerted, so a restarted operator never
 resends; they are written after delivery (a crash between the two can resend one alert:
 at-least-once, never lost). Kubernetes Events: Normal for thresholds below 100 %, Warning for
-Exceeded and for a breaker that opens.
+Exceeded, for a breaker that opens and for a spend spike of the namespace (once per day and
+project, remembered in status.spikesReported).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class UsageSync:
                 metadata["name"],
                 {**new, "alerted": alerted, "lastSyncTime": now_iso()},
             )
+        await self._report_spikes(budget, usage, status)
         if new["state"] == "BreakerOpen" and status.get("state") != "BreakerOpen":
             await self.kube.create_event(
                 budget,
@@ -139,6 +141,36 @@ class UsageSync:
             task = asyncio.create_task(self._alert(budget, usage, alerts))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+
+    async def _report_spikes(
+        self, budget: dict[str, Any], usage: dict[str, Any], status: dict[str, Any]
+    ) -> None:
+        """One Warning Event per spend spike of the budget's namespace (per day and project);
+        the spikes reported are kept in status so a restart does not repeat them."""
+        metadata = budget["metadata"]
+        spikes = usage.get("spikes") or []
+        reported = status.get("spikesReported") or []
+        current = sorted({spike["key"] for spike in spikes})
+        for spike in spikes:
+            if spike["key"] in reported:
+                continue
+            scope = f"project {spike['project']} of " if spike.get("project") else ""
+            await self.kube.create_event(
+                budget,
+                "Warning",
+                "SpendSpike",
+                f"spend of {scope}namespace {metadata['namespace']} on {spike['date']}: "
+                f"{spike['spentUsd']} USD, {spike['changePercent']}% above the day before "
+                f"({spike['previousUsd']} USD)",
+                now_iso(),
+            )
+        if current != sorted(reported):
+            await self.kube.patch_status(
+                "tokenbudgets",
+                metadata["namespace"],
+                metadata["name"],
+                {"spikesReported": current},
+            )
 
     async def _alert(
         self, budget: dict[str, Any], usage: dict[str, Any], alerts: list[Alert]

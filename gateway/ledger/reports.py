@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from llmbudget_gateway.ledger.queries import Database
@@ -34,7 +34,7 @@ def _window(
     return where, params
 
 
-def _days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+def day_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """Reports count whole UTC days: `start` is rounded down, `end` up, to midnight."""
     first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -50,7 +50,7 @@ def spend_by(
     top: int,
 ) -> list[dict[str, Any]]:
     scope = namespace or (None if group == "namespace" else ALL)
-    where, params = _window("day_ms", *_days(start, end), scope)
+    where, params = _window("day_ms", *day_range(start, end), scope)
     rows = db.execute(
         "SELECT value, SUM(requests), SUM(tokens), SUM(cost_micros), MAX(max_cost_micros) "  # noqa: S608
         f"FROM rollup_daily WHERE dim = ? AND {where} GROUP BY value "
@@ -72,7 +72,7 @@ def spend_by(
 def daily(
     db: Database, start: datetime, end: datetime, namespace: str | None
 ) -> list[dict[str, Any]]:
-    where, params = _window("day_ms", *_days(start, end), namespace)
+    where, params = _window("day_ms", *day_range(start, end), namespace)
     rows = db.execute(
         "SELECT day_ms, SUM(requests), SUM(tokens), SUM(cost_micros) FROM rollup_daily "  # noqa: S608
         f"WHERE dim = 'namespace' AND {where} GROUP BY day_ms ORDER BY day_ms",
@@ -124,3 +124,46 @@ def export_rows(
     while cursor is not None:
         rows, cursor = export_page(db, start, end, namespace, cursor, page)
         yield from rows
+
+
+# TokenBudget scope tag -> daily rollup dimension that holds exactly that scope's spend
+SCOPE_DIMENSIONS = {"project": "project", "user": "user"}
+
+
+def scope_daily(
+    db: Database, namespace: str, scope: dict[str, str], start: datetime, end: datetime
+) -> list[tuple[date, int]] | None:
+    """Daily spend of a budget's scope from the rollups, or None when no rollup holds it
+    (a scope on several tags, or on session/environment/cost center)."""
+    if not scope:
+        dim, value = "namespace", namespace
+    elif len(scope) == 1 and (tag := next(iter(scope))) in SCOPE_DIMENSIONS:
+        dim, value = SCOPE_DIMENSIONS[tag], scope[tag]
+    else:
+        return None
+    rows = db.execute(
+        "SELECT day_ms, cost_micros FROM rollup_daily WHERE dim = ? AND namespace = ? "
+        "AND value = ? AND day_ms >= ? AND day_ms < ? ORDER BY day_ms",
+        [dim, namespace, value, _ms(start), _ms(end)],
+    ).fetchall()
+    return [(datetime.fromtimestamp(r[0] / 1000, UTC).date(), int(r[1])) for r in rows]
+
+
+def daily_by_scope(
+    db: Database, start: datetime, end: datetime, namespace: str | None
+) -> dict[tuple[str, str | None], dict[date, int]]:
+    """Spend per day per namespace and per namespace/project, from the daily rollups."""
+    where, params = _window("day_ms", *day_range(start, end), namespace)
+    rows = db.execute(
+        "SELECT dim, namespace, value, day_ms, cost_micros FROM rollup_daily "  # noqa: S608
+        f"WHERE dim IN ('namespace', 'project') AND namespace <> '{ALL}' AND {where}",
+        params,
+    ).fetchall()
+    result: dict[tuple[str, str | None], dict[date, int]] = {}
+    for dim, scope_ns, value, day_ms, micros in rows:
+        if dim == "project" and not value:
+            continue  # requests without a project: the namespace row counts them
+        scope = (scope_ns, value if dim == "project" else None)
+        day = datetime.fromtimestamp(day_ms / 1000, UTC).date()
+        result.setdefault(scope, {})[day] = int(micros)
+    return result

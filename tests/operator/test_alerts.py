@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -49,9 +50,19 @@ def test_discord_teams_dingtalk_generic() -> None:
         "spent": "262.10 USD",
         "limit": "500.00 USD/Monthly",
         "projected": "610.00 USD",
+        "projectedExceedAt": None,
         "periodEnd": "2026-12-01T00:00:00Z",
         "state": "Warning",
     }
+
+
+def test_the_text_says_when_the_limit_is_projected_to_be_exceeded() -> None:
+    assert "projected to exceed" not in ALERT.text
+    soon = dataclasses.replace(ALERT, exceeds_at="2026-11-27T06:00:00Z")
+    assert "At this rate it is projected to exceed on 2026-11-27." in soon.text
+    assert payload("GenericJSON", soon)["projectedExceedAt"] == "2026-11-27T06:00:00Z"
+    exceeded = dataclasses.replace(soon, threshold=100)
+    assert "projected to exceed" not in exceeded.text  # it already has
 
 
 async def test_delivery_retries_until_the_receiver_accepts() -> None:
