@@ -19,7 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from llmbudget_gateway import __version__, admin, admin_reports, messages_endpoint, proxy
+from llmbudget_gateway import (
+    __version__,
+    admin,
+    admin_reports,
+    dashboard_page,
+    messages_endpoint,
+    proxy,
+)
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.errors import GatewayError, error_body
@@ -210,6 +217,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         ("/admin/v1/reports/daily", admin_reports.daily_trend, "GET"),
         ("/admin/v1/reports/anomalies", admin_reports.anomalies, "GET"),
         ("/admin/v1/export", admin_reports.export, "GET"),
+        ("/dashboard", dashboard_page.page, "GET"),
+        ("/dashboard/{name}", dashboard_page.asset, "GET"),
         ("/healthz", healthz, "GET"),
         ("/readyz", readyz, "GET"),
         ("/metrics", metrics_endpoint, "GET"),

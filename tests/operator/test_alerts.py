@@ -59,7 +59,7 @@ def test_discord_teams_dingtalk_generic() -> None:
 def test_the_text_says_when_the_limit_is_projected_to_be_exceeded() -> None:
     assert "projected to exceed" not in ALERT.text
     soon = dataclasses.replace(ALERT, exceeds_at="2026-11-27T06:00:00Z")
-    assert "At this rate it is projected to exceed on 2026-11-27." in soon.text
+    assert "At this rate it is projected to exceed the limit on 2026-11-27." in soon.text
     assert payload("GenericJSON", soon)["projectedExceedAt"] == "2026-11-27T06:00:00Z"
     exceeded = dataclasses.replace(soon, threshold=100)
     assert "projected to exceed" not in exceeded.text  # it already has
