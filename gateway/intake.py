@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,21 @@ def authenticate(services: Services, request: Request) -> Caller:
     caller = services.runtime.authenticate(token, datetime.now(UTC))
     if caller is None:
         raise GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+    limit = services.runtime.rate_limit_for(caller)
+    if limit is not None:
+        wait = services.limiter.take((caller.namespace, caller.key_name), limit, time.monotonic())
+        if wait is not None:
+            services.metrics.rate_limited.labels(caller.namespace).inc()
+            retry = services.limiter.retry_after(wait)
+            raise GatewayError(
+                429,
+                f"Rate limit reached for key {caller.key_name} of namespace "
+                f"{caller.namespace}: {limit.requests_per_minute} requests per minute "
+                f"(burst {limit.burst}); retry in {retry} s",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(retry)},
+            )
     return caller
 
 

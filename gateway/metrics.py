@@ -157,6 +157,12 @@ class Metrics:
             ["namespace", "budget", "code"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "llmbudget_rate_limited_requests",
+            "Requests refused by a per-key rate limit",
+            ["namespace"],
+            registry=r,
+        )
         self.spend_spike = Gauge(
             "llmbudget_spend_spike",
             '1 while today\'s spend of a namespace (project "": all of it) or project is a '

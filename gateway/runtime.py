@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from llmbudget_gateway.contract.config import ApiKey, Backend, GatewayConfig, Route
+from llmbudget_gateway.contract.config import ApiKey, Backend, GatewayConfig, RateLimit, Route
 from llmbudget_gateway.pricing import PriceBook
 
 
@@ -26,6 +26,7 @@ class Runtime:
     keys: dict[str, ApiKey]
     routes: dict[tuple[str, str], Route]  # (namespace or "*", model) -> route
     prices: PriceBook = field(default_factory=PriceBook)
+    rate_limits: dict[tuple[str, str], RateLimit] = field(default_factory=dict)  # (ns, budget)
 
     @classmethod
     def build(cls, config: GatewayConfig) -> Runtime:
@@ -37,6 +38,11 @@ class Runtime:
             revision=config.revision,
             keys={key.sha256: key for key in config.keys},
             routes=routes,
+            rate_limits={
+                (budget.namespace, budget.name): budget.rate_limit
+                for budget in config.budgets
+                if budget.rate_limit is not None
+            },
         )
 
     def authenticate(self, api_key: str, now: datetime) -> Caller | None:
@@ -48,6 +54,11 @@ class Runtime:
         if entry.not_after is not None and now >= entry.not_after:
             return None
         return Caller(entry.namespace, entry.name, entry.budget)
+
+    def rate_limit_for(self, caller: Caller) -> RateLimit | None:
+        if caller.budget is None:
+            return None
+        return self.rate_limits.get((caller.namespace, caller.budget))
 
     def route_for(self, namespace: str, model: str) -> Route | None:
         """The namespace's own route for a model first, then the shared one."""

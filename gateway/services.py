@@ -18,6 +18,7 @@ from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
 from llmbudget_gateway.metrics import Metrics
+from llmbudget_gateway.rate_limit import KeyRateLimiter
 from llmbudget_gateway.response_cache import ResponseCache
 from llmbudget_gateway.runtime import Runtime
 from llmbudget_gateway.settings import Settings
@@ -39,6 +40,7 @@ class Services:
     cache: ResponseCache = field(default_factory=ResponseCache)
     shared: SharedBudgets | None = None  # budgets shared with other replicas (PostgreSQL)
     spikes: list[Spike] = field(default_factory=list)  # today's spend spikes (anomalies.py)
+    limiter: KeyRateLimiter = field(default_factory=KeyRateLimiter)
     _process_id: str = field(default_factory=lambda: os.urandom(6).hex())
     _sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -52,4 +54,5 @@ class Services:
         runtime = Runtime.build(config)
         self.book.apply(config.budgets, now)
         self.runtime = runtime
+        self.limiter.retain({(key.namespace, key.name) for key in config.keys})
         self.metrics.set_revision(runtime.revision)

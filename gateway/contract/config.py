@@ -64,6 +64,13 @@ class Breaker(ContractModel):
     half_open_probes: Annotated[int, Field(ge=1)]
 
 
+class RateLimit(ContractModel):
+    """Requests per key: a token bucket of `burst` refilled at `requests_per_minute`."""
+
+    requests_per_minute: Annotated[int, Field(ge=1)]
+    burst: Annotated[int, Field(ge=1)]
+
+
 class Budget(ContractModel):
     """One TokenBudget, as enforced by the gateway."""
 
@@ -79,6 +86,7 @@ class Budget(ContractModel):
     downgrade_to: ModelName | None = None
     downgrade_at_percent: Annotated[int, Field(ge=1, le=100)] = 100
     breaker: Breaker | None = None
+    rate_limit: RateLimit | None = None  # per API key of the budget
 
     @property
     def key(self) -> str:

@@ -32,6 +32,7 @@ from llmbudget_gateway.contract.config import (
     GatewayConfig,
     Limit,
     Pricing,
+    RateLimit,
     Retry,
     Route,
     Tier,
@@ -42,6 +43,7 @@ from llmbudget_gateway.contract.specs import (
     Action,
     BackendSpec,
     ModelRouteSpec,
+    RateLimitSpec,
     TokenBudgetSpec,
 )
 
@@ -319,6 +321,14 @@ def _render_budgets(
                 downgrade_to=downgrade_to,
                 downgrade_at_percent=spec.on_exceeded.downgrade_at_percent,
                 breaker=breaker,
+                rate_limit=_rate_limit(spec.rate_limit),
             )
         )
     return rendered
+
+
+def _rate_limit(spec: RateLimitSpec | None) -> RateLimit | None:
+    if spec is None:
+        return None
+    burst = spec.burst or max(spec.requests_per_minute // 6, 1)
+    return RateLimit(requests_per_minute=spec.requests_per_minute, burst=burst)

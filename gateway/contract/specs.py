@@ -171,6 +171,11 @@ class CircuitBreakerSpec(SpecModel):
     half_open_probes: Annotated[int, Field(ge=1, le=100)] = 1
 
 
+class RateLimitSpec(SpecModel):
+    requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)]
+    burst: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+
 class RotationSpec(SpecModel):
     every: PositiveDuration | None = None
     grace_period: Duration = "1h"
@@ -189,6 +194,7 @@ class TokenBudgetSpec(SpecModel):
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     on_exceeded: OnExceededSpec = Field(default_factory=OnExceededSpec)
     circuit_breaker: CircuitBreakerSpec | None = None
+    rate_limit: RateLimitSpec | None = None
     api_keys: list[ApiKeySpec] = Field(default_factory=list, max_length=16)
 
     @field_validator("limits")

@@ -41,6 +41,20 @@ TB, MR = "TokenBudget", "ModelRoute"
 
 CASES = [
     Case(
+        "zero-rate-limit",
+        TB,
+        budget(rateLimit={"requestsPerMinute": 0}),
+        "spec.rateLimit.requestsPerMinute",
+        "should be greater than or equal to 1",
+    ),
+    Case(
+        "rate-limit-without-rate",
+        TB,
+        budget(rateLimit={"burst": 5}),
+        "spec.rateLimit.requestsPerMinute",
+        "Required value",
+    ),
+    Case(
         "zero-amount",
         TB,
         budget(limits=[{"period": "Daily", "amount": "0.00"}]),
