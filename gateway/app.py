@@ -29,6 +29,7 @@ from llmbudget_gateway import (
 )
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import GatewayConfig
+from llmbudget_gateway.crash_marker import CrashMarker
 from llmbudget_gateway.errors import GatewayError, error_body
 from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
@@ -136,6 +137,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
+        marker = CrashMarker(settings.state_dir)
+        unclean = marker.arm()
         store = await open_store(settings)
         shared = None
         if settings.ledger_dsn is not None:
@@ -149,6 +152,15 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         writer.start()
         book = BudgetBook()
         metrics = Metrics(book, lambda: writer.depth)
+        if unclean:
+            metrics.unclean_shutdowns.inc()
+            log.warning(
+                "the previous gateway process on %s did not shut down cleanly (killed?): "
+                "ledger rows of requests it finished in its last %.0f ms, and requests it had "
+                "in flight, may be missing",
+                settings.state_dir,
+                settings.ledger_flush_interval * 1000,
+            )
         tokens = TokenCounter(settings.state_dir / "tiktoken")
         await asyncio.to_thread(tokens.warm_up)
         services = Services(
@@ -196,6 +208,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
             if shared is not None:
                 await shared.close()
             await services.session.close()
+            if writer.depth == 0:
+                marker.disarm()
             log.info("gateway stopped: %d ledger rows written", writer.written)
 
     app = FastAPI(

@@ -157,6 +157,11 @@ class Metrics:
             ["namespace", "budget", "code"],
             registry=r,
         )
+        self.unclean_shutdowns = Counter(
+            "llmbudget_unclean_shutdowns",
+            "Starts that found the previous process killed before a clean shutdown (0 or 1)",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "llmbudget_rate_limited_requests",
             "Requests refused by a per-key rate limit",
