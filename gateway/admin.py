@@ -19,7 +19,7 @@ from llmbudget_gateway.breaker import BreakerState
 from llmbudget_gateway.budgets import BudgetState, LimitState
 from llmbudget_gateway.contract.money import format_usd, micros_to_usd
 from llmbudget_gateway.contract.specs import Period
-from llmbudget_gateway.errors import GatewayError, bad_request
+from llmbudget_gateway.errors import GatewayError, bounded_int
 from llmbudget_gateway.forecast import HISTORY_DAYS, Forecast, forecast
 from llmbudget_gateway.ledger import reports
 from llmbudget_gateway.services import Services
@@ -235,11 +235,10 @@ async def list_records(request: Request) -> Response:
     services: Services = request.app.state.services
     _check_token(services, request)
     raw_limit = request.query_params.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_RECORDS:
-        raise bad_request(f"limit must be an integer from 1 to {MAX_RECORDS}", param="limit")
+    limit = bounded_int(raw_limit, "limit", 1, MAX_RECORDS)
     namespace = request.query_params.get("namespace") or None
     await services.ledger.flush()
-    rows = await services.ledger.call(services.store.recent, namespace, int(raw_limit))
+    rows = await services.ledger.call(services.store.recent, namespace, limit)
     for row in rows:
         row["costUsd"] = _usd(row["cost_micros"])
     return _json({"items": rows})

@@ -25,12 +25,16 @@ from starlette.responses import Response, StreamingResponse
 from llmbudget_gateway.admin import _check_token, _json, _usd
 from llmbudget_gateway.anomalies import Spike, find_spikes
 from llmbudget_gateway.contract.money import usd_to_micros
-from llmbudget_gateway.errors import bad_request
+from llmbudget_gateway.errors import bad_request, bounded_int
 from llmbudget_gateway.ledger import reports
 from llmbudget_gateway.ledger.records import COLUMNS
 from llmbudget_gateway.services import Services
 
 MAX_TOP = 1000
+MAX_SPIKE_PERCENT = 1_000_000
+MAX_SPIKE_FLOOR_USD = 1_000_000_000
+EARLIEST = datetime(1970, 1, 31, tzinfo=UTC)  # room for the 30-day default before `to`
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 MICRO = Decimal("0.000001")
 
 
@@ -43,7 +47,12 @@ def _when(text: str | None, default: datetime, param: str) -> datetime:
         raise bad_request(
             f"'{param}' must be a date (YYYY-MM-DD) or an RFC 3339 time", param=param
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not EARLIEST <= moment <= LATEST:
+        raise bad_request(
+            f"'{param}' must be between {EARLIEST.date()} and {LATEST.date()}", param=param
+        )
+    return moment
 
 
 def _range(request: Request) -> tuple[datetime, datetime]:
@@ -72,13 +81,12 @@ async def spend(request: Request) -> Response:
     if by not in reports.GROUPS:
         raise bad_request(f"'by' must be one of {', '.join(reports.GROUPS)}", param="by")
     top_text = request.query_params.get("top", "100")
-    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
-        raise bad_request(f"'top' must be an integer from 1 to {MAX_TOP}", param="top")
+    top = bounded_int(top_text, "top", 1, MAX_TOP)
     start, end = _range(request)
     namespace = request.query_params.get("namespace") or None
     await services.ledger.flush()
     rows = await services.ledger.call(
-        reports.spend_by, services.store.db, by, start, end, namespace, int(top_text)
+        reports.spend_by, services.store.db, by, start, end, namespace, top
     )
     items = [
         {
@@ -168,15 +176,20 @@ async def anomalies(request: Request) -> Response:
     percent_text = request.query_params.get(
         "thresholdPercent", str(services.settings.spike_percent)
     )
-    if not percent_text.isdigit() or int(percent_text) < 1:
-        raise bad_request("'thresholdPercent' must be a positive integer", param="thresholdPercent")
+    percent = bounded_int(percent_text, "thresholdPercent", 1, MAX_SPIKE_PERCENT)
     floor_text = request.query_params.get("minUsd")
     min_micros = services.settings.spike_min_micros
     if floor_text is not None:
         try:
-            min_micros = usd_to_micros(Decimal(floor_text))
+            floor = Decimal(floor_text)
+            if not floor.is_finite() or not 0 <= floor <= MAX_SPIKE_FLOOR_USD:
+                raise ValueError(floor_text)
+            min_micros = usd_to_micros(floor)
         except (InvalidOperation, ValueError):
-            raise bad_request("'minUsd' must be a decimal amount", param="minUsd") from None
+            raise bad_request(
+                f"'minUsd' must be a decimal amount from 0 to {MAX_SPIKE_FLOOR_USD}",
+                param="minUsd",
+            ) from None
     await services.ledger.flush()
     daily = await services.ledger.call(
         reports.daily_by_scope,
@@ -187,12 +200,12 @@ async def anomalies(request: Request) -> Response:
     )
     first, last = reports.day_range(start, end)
     days = [first.date() + timedelta(days=i) for i in range((last - first).days)]
-    spikes = find_spikes(daily, days, int(percent_text), min_micros)
+    spikes = find_spikes(daily, days, percent, min_micros)
     return _json(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
-            "thresholdPercent": int(percent_text),
+            "thresholdPercent": percent,
             "minUsd": _usd(min_micros),
             "items": [_spike_json(spike) for spike in spikes],
         }

@@ -42,3 +42,10 @@ def error_body(message: str, type: str, code: str | None = None, param: str | No
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     return GatewayError(400, message, param=param, code=code)
+
+
+def bounded_int(text: str, param: str, low: int, high: int) -> int:
+    """A query parameter as an integer in [low, high] (ASCII digits only), or a 400."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or not low <= int(text) <= high:
+        raise bad_request(f"'{param}' must be an integer from {low} to {high}", param=param)
+    return int(text)

@@ -17,7 +17,12 @@ from llmbudget_gateway.services import Services
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The JSON object body, refusing bodies over `max_bytes` before reading them whole."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes
+    ):
         raise GatewayError(
             413, f"request body is larger than {max_bytes} bytes", code="request_too_large"
         )

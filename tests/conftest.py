@@ -32,6 +32,7 @@ class Kube:
     kubeconfig: Path
     kubectl_path: Path
     helm_path: Path | None = None
+    control_plane: LocalControlPlane | None = None  # None: an external cluster
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert self.helm_path is not None, "no helm binary (set HELM for external clusters)"
@@ -92,7 +93,7 @@ def kube() -> Iterator[Kube]:
         binaries = ensure_binaries(_timings)
         control_plane = LocalControlPlane(binaries, timings=_timings)
         control_plane.start()
-        cluster = Kube(control_plane.kubeconfig, binaries.kubectl, binaries.helm)
+        cluster = Kube(control_plane.kubeconfig, binaries.kubectl, binaries.helm, control_plane)
     try:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
         cluster.kubectl(

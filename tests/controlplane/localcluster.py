@@ -82,6 +82,8 @@ class LocalControlPlane:
     timings: Timings = field(default_factory=Timings)
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     api_port: int = 0
+    _pki: Pki | None = None
+    _etcd_port: int = 0
 
     @property
     def kubeconfig(self) -> Path:
@@ -111,10 +113,26 @@ class LocalControlPlane:
                 "--log-level=warn",
             ],
         )
+        self._pki, self._etcd_port = pki, etcd_client
         self._spawn("kube-apiserver", self._apiserver_args(pki, etcd_client))
         self._write_kubeconfig(pki)
         self._wait_ready(pki, timeout)
         self.timings.start = time.monotonic() - started
+
+    def stop_apiserver(self) -> None:
+        """Take the API server away, as a crash would (etcd keeps the data): open watches
+        break and new connections are refused."""
+        for name, proc in list(self._procs):
+            if name == "kube-apiserver":
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                self._procs.remove((name, proc))
+
+    def start_apiserver(self, timeout: float = 120.0) -> None:
+        """Bring the API server back on the same port, certificates and etcd."""
+        assert self._pki is not None, "start() first"
+        self._spawn("kube-apiserver", self._apiserver_args(self._pki, self._etcd_port))
+        self._wait_ready(self._pki, timeout)
 
     def _apiserver_args(self, pki: Pki, etcd_port: int) -> list[str]:
         return [

@@ -82,3 +82,30 @@ def test_admin_reports_and_export(make_gateway: GatewayFactory) -> None:
         response = httpx.get(f"{gateway.root}/admin/v1/{path}?{bad}", headers=AUTH)
         assert response.status_code == 400 and response.json()["error"]["param"], bad
     assert httpx.get(f"{gateway.root}/admin/v1/export").status_code == 401
+
+
+def test_dates_out_of_range_are_a_400_not_a_crash(make_gateway: GatewayFactory) -> None:
+    # found by the fuzz suite: 'to' near year 1 made the 30-day default overflow (a 500)
+    gateway = make_gateway()
+    for params in ({"to": "0001-01-01"}, {"from": "9999-12-31"}, {"to": "9999-12-31T23:59:59"}):
+        response = httpx.get(f"{gateway.root}/admin/v1/reports/daily", params=params, headers=AUTH)
+        assert response.status_code == 400, (params, response.text)
+        assert "must be between 1970-01-31 and 9000-01-01" in response.json()["error"]["message"]
+
+
+def test_query_numbers_are_bounded_ascii_integers(make_gateway: GatewayFactory) -> None:
+    # found by the fuzz suite: a huge thresholdPercent overflowed the JSON encoder (a 500);
+    # "²" passes str.isdigit() but not int()
+    gateway = make_gateway()
+    for path, params in (
+        ("reports/anomalies", {"thresholdPercent": "9" * 30}),
+        ("reports/anomalies", {"thresholdPercent": "²"}),
+        ("reports/anomalies", {"minUsd": "1e400"}),
+        ("reports/anomalies", {"minUsd": "-1"}),
+        ("reports/anomalies", {"minUsd": "NaN"}),
+        ("reports/spend", {"top": "²"}),
+        ("records", {"limit": "0"}),
+    ):
+        response = httpx.get(f"{gateway.root}/admin/v1/{path}", params=params, headers=AUTH)
+        assert response.status_code == 400, (path, params, response.text)
+        assert response.json()["error"]["param"] == next(iter(params))
