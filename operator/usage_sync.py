@@ -5,8 +5,10 @@ API in one call (one call for 1,000 budgets, not 1,000 timers), patches each Tok
 status where it changed (and refreshes lastSyncTime at least every 5 intervals), and sends
 each threshold crossing the gateway recorded to the budget's webhooks, once per threshold per
 period. The thresholds already alerted live in status.alerted, so a restarted operator never
-resends; they are written after delivery (a crash between the two can resend one alert:
-at-least-once, never lost). Kubernetes Events: Normal for thresholds below 100 %, Warning for
+resends; they are written after delivery. If the API server fails between the two, the
+operator remembers what it delivered and only records it once the API server is back; only an
+operator crash in that window can resend one alert (at-least-once, never lost).
+Kubernetes Events: Normal for thresholds below 100 %, Warning for
 Exceeded, for a breaker that opens and for a spend spike of the namespace (once per day and
 project, remembered in status.spikesReported).
 """
@@ -34,6 +36,13 @@ from llmbudget_operator.status import (
 )
 
 log = logging.getLogger("llmbudget.usage")
+AlertKey = tuple[str, str, str, str, int]  # namespace, budget, period, period end, threshold
+
+
+def alert_key(alert: Alert) -> AlertKey:
+    return (alert.namespace, alert.budget, alert.period, alert.period_end, alert.threshold)
+
+
 FORCE_REFRESH_INTERVALS = 5
 BREAKDOWN_EVERY = 6
 PATCH_CONCURRENCY = 16
@@ -45,6 +54,10 @@ class UsageSync:
     settings: OperatorSettings
     session: aiohttp.ClientSession
     in_flight: set[tuple[str, str, str, int]] = field(default_factory=set)
+    # Alerts delivered (webhooks) or evented but not yet recorded in status.alerted: when the
+    # API server fails in between, the next sync records them without sending them again.
+    delivered: set[AlertKey] = field(default_factory=set)
+    evented: set[AlertKey] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     last_error: str | None = None
     syncs: int = 0
@@ -177,6 +190,7 @@ class UsageSync:
     ) -> None:
         metadata = budget["metadata"]
         try:
+            to_send = [alert for alert in alerts if alert_key(alert) not in self.delivered]
             for hook in ((budget.get("spec") or {}).get("alerts") or {}).get("webhooks") or []:
                 ref = hook.get("urlSecretRef") or {}
                 secret = await self.kube.read_secret(metadata["namespace"], ref.get("name", ""))
@@ -189,7 +203,7 @@ class UsageSync:
                         metadata["name"],
                     )
                     continue
-                for alert in alerts:
+                for alert in to_send:
                     if not await deliver(self.session, url, payload(hook["format"], alert)):
                         log.error(
                             "webhook %s of %s/%s failed after retries (threshold %d)",
@@ -198,7 +212,10 @@ class UsageSync:
                             alert.budget,
                             alert.threshold,
                         )
+            self.delivered.update(alert_key(alert) for alert in to_send)
             for alert in alerts:
+                if alert_key(alert) in self.evented:
+                    continue
                 exceeded = alert.threshold >= 100
                 await self.kube.create_event(
                     budget,
@@ -207,11 +224,15 @@ class UsageSync:
                     f"{alert.title}: {alert.text}",
                     now_iso(),
                 )
+                self.evented.add(alert_key(alert))
             fresh = await self._current_status(budget)
             alerted = with_alerted(current_alerted(usage, fresh), usage, alerts)
             await self.kube.patch_status(
                 "tokenbudgets", metadata["namespace"], metadata["name"], {"alerted": alerted}
             )
+            for alert in alerts:  # recorded in status: status now prevents a resend
+                self.delivered.discard(alert_key(alert))
+                self.evented.discard(alert_key(alert))
         finally:
             for alert in alerts:
                 self.in_flight.discard(

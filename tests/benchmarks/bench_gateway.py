@@ -191,6 +191,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--litellm",
+        default=shutil.which("litellm"),
+        help="LiteLLM proxy executable to compare with (pip install 'litellm[proxy]' in its "
+        "own venv); default: litellm on PATH, skipped when absent",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool):
@@ -239,13 +245,33 @@ def main() -> int:
                 ],
             )
         )
+        litellm_port = free_port()
+        if args.litellm:
+            (work / "litellm.yaml").write_text(
+                "model_list:\n"
+                "  - model_name: bench-model\n"
+                "    litellm_params:\n"
+                f"      {{model: openai/bench-model, api_base: '{upstream}', api_key: sk-bench}}\n"
+                f"general_settings: {{master_key: {KEY}}}\n"  # the key wrk sends
+            )
+            procs.append(
+                serve(
+                    [args.litellm, "--config", str(work / "litellm.yaml"), "--port",
+                     str(litellm_port), "--num_workers", "1"],
+                    {"LITELLM_LOG": "ERROR"},
+                )
+            )  # fmt: skip
         targets = {
             "nginx direct": f"{upstream}/chat/completions",
             "bare aiohttp pass-through (raw ASGI, uvicorn)": f"http://127.0.0.1:{pass_port}/v1/chat/completions",
             "llmbudget gateway, everything on": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
         }
+        if args.litellm:
+            targets["LiteLLM proxy (1 worker, no database)"] = (
+                f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
+            )
         for url in targets.values():
-            wait_http(url.rsplit("/v1", 1)[0] + "/")
+            wait_http(url.rsplit("/v1", 1)[0] + "/", timeout=180)
         for name, url in targets.items():
             wrk(url, 16, 2, work)  # warm-up
             results[name] = {c: wrk(url, c, args.duration, work) for c in conns}

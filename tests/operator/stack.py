@@ -3,6 +3,7 @@ a webhook receiver, and a "kubelet" that mirrors the config Secret into the gate
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -50,14 +51,18 @@ class Receiver:
     runner: web.AppRunner
     url: str
     received: list[dict[str, Any]] = field(default_factory=list)
+    # seconds to hold each answer after recording the body (a slow receiver)
+    delay: list[float] = field(default_factory=lambda: [0.0])
 
     @classmethod
     def start(cls) -> Receiver:
         loop = LoopThread()
         received: list[dict[str, Any]] = []
+        delay = [0.0]
 
         async def hook(request: web.Request) -> web.Response:
             received.append(await request.json())
+            await asyncio.sleep(delay[0])
             return web.Response(text="ok")
 
         async def setup() -> tuple[web.AppRunner, int]:
@@ -70,7 +75,7 @@ class Receiver:
             return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
         runner, port = loop.run(setup())
-        return cls(loop, runner, f"http://127.0.0.1:{port}/hook", received)
+        return cls(loop, runner, f"http://127.0.0.1:{port}/hook", received, delay)
 
     def stop(self) -> None:
         self.loop.run(self.runner.cleanup())
