@@ -35,6 +35,8 @@ class TokenBreaker:
     _since_minute: int = 0  # tokens before this minute no longer count (reset on half-open)
     _probes_admitted: int = 0
     _probes_done: int = 0
+    _total: int = 0  # the sum of _buckets, kept up to date
+    _pruned_minute: int = -1  # the minute buckets were last pruned for
 
     @staticmethod
     def _minute(now: datetime) -> int:
@@ -42,10 +44,12 @@ class TokenBreaker:
 
     def tokens_last_hour(self, now: datetime) -> int:
         current = self._minute(now)
-        first = max(current - HOUR_BUCKETS + 1, self._since_minute)
-        for stale in [m for m in self._buckets if m < first]:
-            del self._buckets[stale]
-        return sum(self._buckets.values())
+        if current != self._pruned_minute:  # buckets leave the hour once a minute at most
+            first = max(current - HOUR_BUCKETS + 1, self._since_minute)
+            for stale in [m for m in self._buckets if m < first]:
+                self._total -= self._buckets.pop(stale)
+            self._pruned_minute = current
+        return self._total
 
     def retry_after(self, now: datetime) -> float:
         if self.open_until is None:
@@ -77,6 +81,7 @@ class TokenBreaker:
         """Count a finished request's tokens and move the state machine."""
         minute = self._minute(now)
         self._buckets[minute] = self._buckets.get(minute, 0) + tokens
+        self._total += tokens
         over = self.tokens_last_hour(now) >= self.config.tokens_per_hour
         if self.state is BreakerState.HALF_OPEN:
             if probe:
@@ -97,4 +102,6 @@ class TokenBreaker:
         self.state = BreakerState.HALF_OPEN
         self._since_minute = self._minute(now)
         self._buckets.clear()
+        self._total = 0
+        self._pruned_minute = -1
         self._probes_admitted = self._probes_done = 0

@@ -151,9 +151,9 @@ class Exchange:
         record.route_decision = f"attempt {self.attempts} failed; retrying"
         record.windows = ()  # the request's own row settles its reservation
         self.services.ledger.submit(record)
-        self.services.metrics.series(self.caller.namespace, self.requested_model).requests(
+        self.services.metrics.series(self.caller.namespace, self.requested_model).count_status(
             status
-        ).inc()
+        )
 
     def _record(
         self, request_id: str, usage: Usage, cost_micros: int, status: int, error_code: str | None
@@ -232,27 +232,24 @@ class Exchange:
 
     def _observe(self, record: LedgerRecord, elapsed: float, ttft: float | None) -> None:
         series = self.services.metrics.series(record.namespace, record.requested_model)
-        series.requests(record.status).inc()
+        series.count_status(record.status)
         if record.status >= 400 and record.total_tokens == 0:
             return
         series.latency.observe(elapsed)
         if ttft is not None:
             series.ttft.observe(ttft)
-        if record.prompt_tokens:
-            series.prompt_tokens.inc(record.prompt_tokens)
-        if record.completion_tokens:
-            series.completion_tokens.inc(record.completion_tokens)
-        if record.cached_tokens:
-            series.cached_tokens.inc(record.cached_tokens)
-        if record.reasoning_tokens:
-            series.reasoning_tokens.inc(record.reasoning_tokens)
+        tokens = series.tokens
+        tokens["prompt"] += record.prompt_tokens
+        tokens["completion"] += record.completion_tokens
+        tokens["cached"] += record.cached_tokens
+        tokens["reasoning"] += record.reasoning_tokens
         if record.unpriced:
-            series.unpriced.inc()
-        elif record.cost_micros:
-            series.cost.inc(record.cost_micros / 1_000_000)
+            series.unpriced += 1
+        else:
+            series.cost_micros += record.cost_micros
         if record.estimated:
-            series.estimated.inc()
+            series.estimated += 1
         for budget in record.budgets:  # "namespace/name" of every budget the request matched
-            by_type = series.budget_tokens(budget.partition("/")[2])
-            by_type[0].inc(record.prompt_tokens)
-            by_type[1].inc(record.completion_tokens)
+            pair = series.budget(budget.partition("/")[2])
+            pair[0] += record.prompt_tokens
+            pair[1] += record.completion_tokens

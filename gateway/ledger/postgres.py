@@ -11,12 +11,12 @@ All methods are synchronous and run on the ledger thread (`LedgerWriter` owns it
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
 
 from llmbudget_gateway.budgets import Crossing
@@ -26,8 +26,7 @@ from llmbudget_gateway.ledger.records import COLUMNS, LedgerRecord
 from llmbudget_gateway.ledger.rollups import (
     DAY_MS,
     HOUR_MS,
-    daily_rollups,
-    hourly_rollups,
+    rollups,
     to_ms,
 )
 
@@ -76,7 +75,7 @@ WHERE budget = %s AND period = %s AND window_start_ms = %s
 
 
 def _row(record: LedgerRecord) -> tuple[Any, ...]:
-    values = [*record.values_before_budgets(), json.dumps(record.budgets)]
+    values = [*record.values_before_budgets(), orjson.dumps(record.budgets).decode()]
     values += record.values_after_budgets()
     for flag in (-2, -3, -4):  # stream, estimated, unpriced: stored as 0/1 like SQLite
         values[flag] = int(values[flag])
@@ -146,8 +145,9 @@ class PostgresLedger(LedgerQueries):
                 inserted = {row[0] for row in cur.fetchall()}
             new = [r for r in records if r.request_id in inserted]
             if new:
-                cur.executemany(_HOURLY, hourly_rollups(new))
-                cur.executemany(_DAILY, daily_rollups(new))
+                hourly, daily = rollups(new)
+                cur.executemany(_HOURLY, hourly)
+                cur.executemany(_DAILY, daily)
             settled = [r for r in new if r.windows]
             if settled:
                 cur.execute(

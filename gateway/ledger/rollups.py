@@ -33,39 +33,20 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-def daily_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
-    """(dim, day_ms, namespace, value, requests, tokens, micros, max micros), sorted."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for r in records:
-        day = r.ts_ms - r.ts_ms % DAY_MS
-        tokens = r.prompt_tokens + r.completion_tokens
-        values = (
-            ("namespace", r.namespace),
-            ("project", r.project),
-            ("user", r.user_id),
-            ("model", r.requested_model),
-            ("key", r.key_name),
-        )
-        for dim, value in values:
-            # Per namespace and, but for the namespace dimension, across all namespaces under
-            # "*": cluster-wide reports then read days x values, not days x values x namespaces.
-            for scope in (r.namespace,) if dim == "namespace" else (r.namespace, ALL):
-                key = (dim, day, scope, value or "")
-                sums = groups.get(key)
-                if sums is None:
-                    groups[key] = [1, tokens, r.cost_micros, r.cost_micros]
-                else:
-                    sums[0] += 1
-                    sums[1] += tokens
-                    sums[2] += r.cost_micros
-                    sums[3] = max(sums[3], r.cost_micros)
-    # Sorted: concurrent writers (several replicas) lock rollup rows in one order, no deadlock.
-    return [(*key, *sums) for key, sums in sorted(groups.items())]
+Rows = list[tuple[Any, ...]]
 
 
-def hourly_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
-    """One upsert per (hour, namespace, project, user, model, key) of the batch, sorted."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+def rollups(records: list[LedgerRecord]) -> tuple[Rows, Rows]:
+    """(hourly rows, daily rows) of a batch, each sorted so that concurrent writers (several
+    replicas) lock rollup rows in one order and cannot deadlock.
+
+    Hourly: one row per (hour, namespace, project, user, model, key) with requests, prompt
+    and completion tokens, cost and maximum cost. Daily: per dimension (namespace, project,
+    user, model, key) and day, per namespace and, but for the namespace dimension, across all
+    namespaces under "*" (cluster-wide reports then read days x values, not days x values x
+    namespaces). The daily rows are derived from the hourly groups, not from every record:
+    one dictionary update per request."""
+    hourly: dict[tuple[Any, ...], list[int]] = {}
     for r in records:
         key = (
             r.ts_ms - r.ts_ms % HOUR_MS,
@@ -75,13 +56,37 @@ def hourly_rollups(records: list[LedgerRecord]) -> list[tuple[Any, ...]]:
             r.requested_model,
             r.key_name,
         )
-        sums = groups.get(key)
+        sums = hourly.get(key)
         if sums is None:
-            groups[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros, r.cost_micros]
+            hourly[key] = [1, r.prompt_tokens, r.completion_tokens, r.cost_micros, r.cost_micros]
         else:
             sums[0] += 1
             sums[1] += r.prompt_tokens
             sums[2] += r.completion_tokens
             sums[3] += r.cost_micros
             sums[4] = max(sums[4], r.cost_micros)
-    return [(*key, *sums) for key, sums in sorted(groups.items())]
+    daily: dict[tuple[Any, ...], list[int]] = {}
+    for (hour, namespace, project, user, model, key_name), sums in hourly.items():
+        day = hour - hour % DAY_MS
+        requests, tokens, micros, biggest = sums[0], sums[1] + sums[2], sums[3], sums[4]
+        values = (
+            ("namespace", namespace),
+            ("project", project),
+            ("user", user),
+            ("model", model),
+            ("key", key_name),
+        )
+        for dim, value in values:
+            for scope in (namespace,) if dim == "namespace" else (namespace, ALL):
+                group = daily.get((dim, day, scope, value))
+                if group is None:
+                    daily[(dim, day, scope, value)] = [requests, tokens, micros, biggest]
+                else:
+                    group[0] += requests
+                    group[1] += tokens
+                    group[2] += micros
+                    group[3] = max(group[3], biggest)
+    return (
+        [(*key, *sums) for key, sums in sorted(hourly.items())],
+        [(*key, *sums) for key, sums in sorted(daily.items())],
+    )

@@ -5,13 +5,14 @@ All methods are synchronous and must be called from one thread (`LedgerWriter` o
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from llmbudget_gateway.budgets import Crossing
 from llmbudget_gateway.ledger.queries import Database, LedgerQueries
@@ -21,8 +22,7 @@ from llmbudget_gateway.ledger.rollups import (
     DAILY_DIMENSIONS,
     DAY_MS,
     HOUR_MS,
-    daily_rollups,
-    hourly_rollups,
+    rollups,
     to_ms,
 )
 
@@ -94,7 +94,7 @@ ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
 def _row(record: LedgerRecord) -> tuple[Any, ...]:
     return (
         *record.values_before_budgets(),
-        json.dumps(record.budgets),
+        orjson.dumps(record.budgets).decode(),
         *record.values_after_budgets(),
     )
 
@@ -130,8 +130,9 @@ class SqliteLedger(LedgerQueries):
             self._db.executemany(_INSERT, [_row(r) for r in records])
             inserted = self._db.total_changes - before
             if inserted == len(records):  # no duplicates: roll every row up
-                self._db.executemany(_ROLLUP, hourly_rollups(records))
-                self._db.executemany(_DAILY, daily_rollups(records))
+                hourly, daily = rollups(records)
+                self._db.executemany(_ROLLUP, hourly)
+                self._db.executemany(_DAILY, daily)
             else:  # a retried batch: roll up only rows not seen before (rebuild the hours)
                 self._rebuild_rollups({r.ts_ms - r.ts_ms % HOUR_MS for r in records})
                 self._rebuild_daily({r.ts_ms - r.ts_ms % DAY_MS for r in records})
