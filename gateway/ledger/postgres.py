@@ -148,15 +148,6 @@ class PostgresLedger(LedgerQueries):
                 hourly, daily = rollups(new)
                 cur.executemany(_HOURLY, hourly)
                 cur.executemany(_DAILY, daily)
-            settled = [r for r in new if r.windows]
-            if settled:
-                cur.execute(
-                    "DELETE FROM reservations WHERE request_id = ANY(%s) "
-                    "RETURNING request_id, micros, tokens",
-                    ([r.request_id for r in settled],),
-                )
-                held = {row[0]: (int(row[1]), int(row[2])) for row in cur.fetchall()}
-                cur.executemany(_SETTLE, settlements(settled, held))
             rows = [
                 (c.budget, c.period.value, to_ms(c.window_start), c.threshold, to_ms(c.crossed_at))
                 for c in crossings
@@ -166,6 +157,17 @@ class PostgresLedger(LedgerQueries):
                     "INSERT INTO crossings VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     sorted(rows),
                 )
+            # Last before the commit: the windows' row locks, which every replica's
+            # reservations wait on, are held for as short a time as possible.
+            settled = [r for r in new if r.windows]
+            if settled:
+                cur.execute(
+                    "DELETE FROM reservations WHERE request_id = ANY(%s) "
+                    "RETURNING request_id, micros, tokens",
+                    ([r.request_id for r in settled],),
+                )
+                held = {row[0]: (int(row[1]), int(row[2])) for row in cur.fetchall()}
+                cur.executemany(_SETTLE, settlements(settled, held))
 
     def prune(self, before: datetime) -> int:
         cutoff = to_ms(before)

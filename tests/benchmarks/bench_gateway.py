@@ -192,6 +192,11 @@ def main() -> int:
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--ledger-dsn",
+        help="also measure a gateway on this PostgreSQL ledger (budgets shared by replicas); "
+        "the database must be empty or an llmbudget ledger",
+    )
+    parser.add_argument(
         "--litellm",
         default=shutil.which("litellm"),
         help="LiteLLM proxy executable to compare with (pip install 'litellm[proxy]' in its "
@@ -245,6 +250,16 @@ def main() -> int:
                 ],
             )
         )
+        pg_port = free_port()
+        if args.ledger_dsn:
+            procs.append(
+                serve(
+                    [str(bin_dir / "llmbudget-gateway"), "serve", str(work / "manifests"),
+                     "--port", str(pg_port), "--state-dir", str(work / "state-pg"),
+                     "--log-level", "warning"],
+                    {"LLMBUDGET_LEDGER_DSN": args.ledger_dsn},
+                )
+            )  # fmt: skip
         litellm_port = free_port()
         if args.litellm:
             (work / "litellm.yaml").write_text(
@@ -266,6 +281,10 @@ def main() -> int:
             "bare aiohttp pass-through (raw ASGI, uvicorn)": f"http://127.0.0.1:{pass_port}/v1/chat/completions",
             "llmbudget gateway, everything on": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
         }
+        if args.ledger_dsn:
+            targets["llmbudget gateway, PostgreSQL ledger"] = (
+                f"http://127.0.0.1:{pg_port}/v1/chat/completions"
+            )
         if args.litellm:
             targets["LiteLLM proxy (1 worker, no database)"] = (
                 f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
