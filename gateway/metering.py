@@ -19,7 +19,7 @@ from typing import NoReturn
 from llmbudget_gateway.budgets import Crossing, Denial, Reservation, refusal
 from llmbudget_gateway.contract.config import Backend, Route
 from llmbudget_gateway.errors import GatewayError
-from llmbudget_gateway.ledger.records import LedgerRecord
+from llmbudget_gateway.ledger.records import LedgerRecord, WindowKey
 from llmbudget_gateway.runtime import Caller
 from llmbudget_gateway.services import Services
 from llmbudget_gateway.shared_budgets import SharedBudgets, SharedLedgerUnavailable, windows_of
@@ -50,7 +50,7 @@ class Exchange:
     _prompt_bound: int = 0
     _exact_prompt: Callable[[], int] | None = None
     _prompt_exact: int | None = None
-    windows: tuple[tuple[str, str, int], ...] = ()
+    windows: tuple[WindowKey, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.request_id:

@@ -27,10 +27,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from llmbudget_gateway.budgets import BudgetBook, BudgetState, LimitState, Reservation
 from llmbudget_gateway.contract.specs import Action, Period
+from llmbudget_gateway.ledger.records import WindowKey
 from llmbudget_gateway.ledger.rollups import from_ms, to_ms
 
 log = logging.getLogger("llmbudget.shared")
-WindowKey = tuple[str, str, int]
 _RESERVE = "SELECT llmbudget_reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _READ = """
 SELECT b.budget, b.period, b.window_start_ms, b.spent_micros, b.spent_tokens, b.requests
@@ -45,6 +45,11 @@ class SharedLedgerUnavailable(Exception):
 
 def window_key(state: BudgetState, limit: LimitState) -> WindowKey:
     return (state.budget.key, limit.limit.period.value, to_ms(limit.window.start))
+
+
+def _columns(keys: list[WindowKey]) -> tuple[list[str], list[str], list[int]]:
+    """Window keys as the three arrays the SQL unnests: budgets, periods, starts."""
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
 
 
 def windows_of(reservation: Reservation) -> tuple[WindowKey, ...]:
@@ -91,23 +96,12 @@ class SharedBudgets:
     ) -> tuple[BudgetState, LimitState] | None:
         """Reserve in the database; returns the (budget, limit) that refused, or None."""
         charges = sorted(reservation.charges, key=lambda c: window_key(*c))
-        keys = [window_key(state, limit) for state, limit in charges]
-        enforced = [state.budget.action is Action.BLOCK for state, _ in charges]
-        limit_micros = [
-            limit.amount_micros if on else None
-            for on, (_, limit) in zip(enforced, charges, strict=True)
-        ]
-        limit_tokens = [
-            limit.limit.tokens if on else None
-            for on, (_, limit) in zip(enforced, charges, strict=True)
-        ]
+        blocking = [(state.budget.action is Action.BLOCK, limit) for state, limit in charges]
         params = (
             request_id,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            limit_micros,
-            limit_tokens,
+            *_columns([window_key(state, limit) for state, limit in charges]),
+            [limit.amount_micros if block else None for block, limit in blocking],
+            [limit.limit.tokens if block else None for block, limit in blocking],
             reservation.micros,
             reservation.tokens,
             to_ms(now) + self.lease_ms,
@@ -130,9 +124,7 @@ class SharedBudgets:
         if not keys:
             return []
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                _READ, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-            )
+            cursor = await conn.execute(_READ, _columns(keys))
             rows = await cursor.fetchall()
         return [
             SpendRow(r[0], Period(r[1]), from_ms(r[2]), int(r[3]), int(r[4]), int(r[5]))

@@ -16,13 +16,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 
 from llmbudget_gateway.budgets import Crossing
 from llmbudget_gateway.ledger.postgres_schema import migrate
 from llmbudget_gateway.ledger.queries import Database, LedgerQueries, Rows
-from llmbudget_gateway.ledger.records import COLUMNS, LedgerRecord
+from llmbudget_gateway.ledger.records import COLUMNS, LedgerRecord, WindowKey
 from llmbudget_gateway.ledger.rollups import (
     DAY_MS,
     HOUR_MS,
@@ -32,7 +31,6 @@ from llmbudget_gateway.ledger.rollups import (
 
 log = logging.getLogger("llmbudget.ledger")
 Connection = psycopg.Connection[tuple[Any, ...]]
-WindowKey = tuple[str, str, int]
 
 _TYPES = (
     "text", "bigint", "text", "text", "text",  # request_id, ts_ms, namespace, key, budgets
@@ -75,8 +73,7 @@ WHERE budget = %s AND period = %s AND window_start_ms = %s
 
 
 def _row(record: LedgerRecord) -> tuple[Any, ...]:
-    values = [*record.values_before_budgets(), orjson.dumps(record.budgets).decode()]
-    values += record.values_after_budgets()
+    values = list(record.row())
     for flag in (-2, -3, -4):  # stream, estimated, unpriced: stored as 0/1 like SQLite
         values[flag] = int(values[flag])
     return tuple(values)

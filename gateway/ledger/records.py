@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+WindowKey = tuple[str, str, int]  # (budget "namespace/name", period, window start ms)
+
 
 @dataclass(slots=True)
 class LedgerRecord:
@@ -40,11 +44,19 @@ class LedgerRecord:
     route_decision: str | None = None
     # Not a column: on a shared (PostgreSQL) ledger, the budget windows the request was
     # reserved on, as (budget, period, window start ms); writing the row settles them.
-    windows: tuple[tuple[str, str, int], ...] = ()
+    windows: tuple[WindowKey, ...] = ()
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def row(self) -> tuple[Any, ...]:
+        """The column values in COLUMNS order, budgets as a JSON array."""
+        return (
+            *self.values_before_budgets(),
+            orjson.dumps(self.budgets).decode(),
+            *self.values_after_budgets(),
+        )
 
     def values_before_budgets(self) -> tuple[Any, ...]:
         """Column values in COLUMNS order, up to `budgets` (a test checks the order)."""

@@ -10,9 +10,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from llmbudget_gateway.budgets import Crossing
 from llmbudget_gateway.ledger.queries import Database, LedgerQueries
@@ -91,14 +88,6 @@ ON CONFLICT (dim, day_ms, namespace, value) DO UPDATE SET
 """
 
 
-def _row(record: LedgerRecord) -> tuple[Any, ...]:
-    return (
-        *record.values_before_budgets(),
-        orjson.dumps(record.budgets).decode(),
-        *record.values_after_budgets(),
-    )
-
-
 class SqliteLedger(LedgerQueries):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +116,7 @@ class SqliteLedger(LedgerQueries):
         records = list(records)
         with self._transaction():
             before = self._db.total_changes
-            self._db.executemany(_INSERT, [_row(r) for r in records])
+            self._db.executemany(_INSERT, [r.row() for r in records])
             inserted = self._db.total_changes - before
             if inserted == len(records):  # no duplicates: roll every row up
                 hourly, daily = rollups(records)
