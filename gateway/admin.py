@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmbudget_gateway.anomalies import Spike
 from llmbudget_gateway.breaker import BreakerState
 from llmbudget_gateway.budgets import BudgetState, LimitState
 from llmbudget_gateway.contract.money import format_usd, micros_to_usd
@@ -49,6 +50,17 @@ def _check_token(services: Services, request: Request) -> None:
 
 def _usd(micros: int) -> str:
     return format_usd(micros_to_usd(micros))
+
+
+def spike_json(spike: Spike) -> dict[str, Any]:
+    """A spend spike as the admin API shows it (usage report and anomalies report)."""
+    return {
+        "date": spike.day.isoformat(),
+        "project": spike.project,
+        "spentUsd": _usd(spike.spent_micros),
+        "previousUsd": _usd(spike.previous_micros),
+        "changePercent": spike.change_percent,
+    }
 
 
 def _iso(moment: datetime) -> str:
@@ -183,14 +195,7 @@ async def budget_usage(
         "breakdown": breakdown if with_breakdown else None,
         "breaker": breaker,
         "spikes": [
-            {
-                "key": spike.key,
-                "date": spike.day.isoformat(),
-                "project": spike.project,
-                "spentUsd": _usd(spike.spent_micros),
-                "previousUsd": _usd(spike.previous_micros),
-                "changePercent": spike.change_percent,
-            }
+            {"key": spike.key, **spike_json(spike)}
             for spike in services.spikes
             if spike.namespace == budget.namespace
         ],

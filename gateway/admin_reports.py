@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from llmbudget_gateway.admin import _check_token, _json, _usd
+from llmbudget_gateway.admin import _check_token, _json, _usd, spike_json
 from llmbudget_gateway.anomalies import Spike, find_spikes
 from llmbudget_gateway.contract.money import usd_to_micros
 from llmbudget_gateway.errors import bad_request, bounded_int
@@ -141,31 +141,40 @@ async def daily_trend(request: Request) -> Response:
     )
 
 
-def _spike_json(spike: Spike) -> dict[str, Any]:
-    return {
-        "date": spike.day.isoformat(),
-        "namespace": spike.namespace,
-        "project": spike.project,
-        "spentUsd": _usd(spike.spent_micros),
-        "previousUsd": _usd(spike.previous_micros),
-        "changePercent": spike.change_percent,
-    }
-
-
-async def todays_spikes(services: Services) -> list[Spike]:
-    """Spikes of today so far (every namespace), as the periodic check computes them."""
-    now = datetime.now(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+async def spikes_between(
+    services: Services,
+    start: datetime,
+    end: datetime,
+    namespace: str | None,
+    percent: int,
+    min_micros: int,
+) -> list[Spike]:
+    """Spikes of the whole UTC days from `start` to `end`, each compared with the day before."""
     await services.ledger.flush()
     daily = await services.ledger.call(
         reports.daily_by_scope,
         services.store.db,
-        today - timedelta(days=1),
+        start - timedelta(days=1),  # the day before the first, to compare it
+        end,
+        namespace,
+    )
+    first, last = reports.day_range(start, end)
+    days = [first.date() + timedelta(days=i) for i in range((last - first).days)]
+    return find_spikes(daily, days, percent, min_micros)
+
+
+async def todays_spikes(services: Services) -> list[Spike]:
+    """Spikes of today so far (every namespace), as the periodic check computes them."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    settings = services.settings
+    return await spikes_between(
+        services,
+        today,
         today + timedelta(days=1),
         None,
+        settings.spike_percent,
+        settings.spike_min_micros,
     )
-    settings = services.settings
-    return find_spikes(daily, [today.date()], settings.spike_percent, settings.spike_min_micros)
 
 
 async def anomalies(request: Request) -> Response:
@@ -190,24 +199,14 @@ async def anomalies(request: Request) -> Response:
                 f"'minUsd' must be a decimal amount from 0 to {MAX_SPIKE_FLOOR_USD}",
                 param="minUsd",
             ) from None
-    await services.ledger.flush()
-    daily = await services.ledger.call(
-        reports.daily_by_scope,
-        services.store.db,
-        start - timedelta(days=1),  # the day before the first, to compare it
-        end,
-        namespace,
-    )
-    first, last = reports.day_range(start, end)
-    days = [first.date() + timedelta(days=i) for i in range((last - first).days)]
-    spikes = find_spikes(daily, days, percent, min_micros)
+    spikes = await spikes_between(services, start, end, namespace, percent, min_micros)
     return _json(
         {
             "from": start.isoformat(),
             "to": end.isoformat(),
             "thresholdPercent": percent,
             "minUsd": _usd(min_micros),
-            "items": [_spike_json(spike) for spike in spikes],
+            "items": [{"namespace": spike.namespace, **spike_json(spike)} for spike in spikes],
         }
     )
 
