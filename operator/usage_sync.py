@@ -53,7 +53,7 @@ class UsageSync:
     kube: Kube
     settings: OperatorSettings
     session: aiohttp.ClientSession
-    in_flight: set[tuple[str, str, str, int]] = field(default_factory=set)
+    in_flight: set[AlertKey] = field(default_factory=set)  # alerts a task is sending now
     # Alerts delivered (webhooks) or evented but not yet recorded in status.alerted: when the
     # API server fails in between, the next sync records them without sending them again.
     delivered: set[AlertKey] = field(default_factory=set)
@@ -142,15 +142,9 @@ class UsageSync:
                 "the last hour; requests are refused until the cooldown ends",
                 now_iso(),
             )
-        alerts = [
-            a
-            for a in pending_alerts(usage, alerted)
-            if (metadata["namespace"], metadata["name"], a.period, a.threshold)
-            not in self.in_flight
-        ]
+        alerts = [a for a in pending_alerts(usage, alerted) if alert_key(a) not in self.in_flight]
         if alerts:
-            for alert in alerts:
-                self.in_flight.add((alert.namespace, alert.budget, alert.period, alert.threshold))
+            self.in_flight.update(alert_key(alert) for alert in alerts)
             task = asyncio.create_task(self._alert(budget, usage, alerts))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
@@ -234,10 +228,7 @@ class UsageSync:
                 self.delivered.discard(alert_key(alert))
                 self.evented.discard(alert_key(alert))
         finally:
-            for alert in alerts:
-                self.in_flight.discard(
-                    (alert.namespace, alert.budget, alert.period, alert.threshold)
-                )
+            self.in_flight.difference_update(alert_key(alert) for alert in alerts)
 
     async def _current_status(self, budget: dict[str, Any]) -> dict[str, Any]:
         metadata = budget["metadata"]

@@ -76,7 +76,10 @@ def events(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
     return items
 
 
-def test_budget_lifecycle(kube: Kube, namespace: str, stack: Stack, receiver: Receiver) -> None:
+def apply_alerting_budget(
+    kube: Kube, namespace: str, receiver: Receiver, name: str, amount: str
+) -> None:
+    """A Daily budget whose alerts go to `receiver` (GenericJSON), with its URL Secret."""
     kube.apply(
         textwrap.dedent(f"""\
         apiVersion: v1
@@ -90,7 +93,11 @@ def test_budget_lifecycle(kube: Kube, namespace: str, stack: Stack, receiver: Re
           webhooks:
             - {name: finops, format: GenericJSON, urlSecretRef: {name: hook}}
         """
-    kube.apply(budget(namespace, "team", "0.00044", hooks))
+    kube.apply(budget(namespace, name, amount, hooks))
+
+
+def test_budget_lifecycle(kube: Kube, namespace: str, stack: Stack, receiver: Receiver) -> None:
+    apply_alerting_budget(kube, namespace, receiver, "team", "0.00044")
 
     # 1. The key Secret appears, ready for envFrom, and the gateway accepts the key.
     secret = wait_for("the key Secret", lambda: key_of(kube, namespace, "team-default-key"))
@@ -164,7 +171,7 @@ def test_budget_lifecycle(kube: Kube, namespace: str, stack: Stack, receiver: Re
 
     # 5. Raising the limit in the CR (a GitOps commit) lifts the block within seconds.
     started = time.monotonic()
-    kube.apply(budget(namespace, "team", "1", hooks))
+    apply_alerting_budget(kube, namespace, receiver, "team", "1")
 
     def unblocked() -> bool:
         try:

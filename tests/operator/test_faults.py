@@ -4,14 +4,13 @@ alert exactly once."""
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 
 from tests.conftest import Kube
 from tests.operator.stack import Receiver, Stack, wait_for
-from tests.operator.test_e2e import accepted, budget, chat, key_of, tb_row
+from tests.operator.test_e2e import accepted, apply_alerting_budget, chat, key_of, tb_row
 
 OUTAGE_SECONDS = 60
 
@@ -20,20 +19,8 @@ OUTAGE_SECONDS = 60
 def test_api_server_outage(kube: Kube, namespace: str, stack: Stack, receiver: Receiver) -> None:
     if kube.control_plane is None:
         pytest.skip("needs the local control plane: it stops and restarts the API server")
-    kube.apply(
-        textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Secret
-        metadata: {{name: hook, namespace: {namespace}}}
-        stringData: {{url: "{receiver.url}"}}
-        """)
-    )
-    hooks = """\
-        alerts:
-          webhooks:
-            - {name: finops, format: GenericJSON, urlSecretRef: {name: hook}}
-        """
-    kube.apply(budget(namespace, "outage", "0.0011", hooks))  # 1,100 micro-dollars a day
+    # 1,100 micro-dollars a day
+    apply_alerting_budget(kube, namespace, receiver, "outage", "0.0011")
     key = wait_for("the key", lambda: key_of(kube, namespace, "outage-default-key"))
     wait_for("the key to work", lambda: accepted(stack, key["OPENAI_API_KEY"]))
 
