@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
+import socket
 import sys
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import uvicorn
 
 from llmbudget_gateway.contract import DEFAULT_SHARED_NAMESPACE, ConfigError
 from llmbudget_gateway.contract.money import usd_to_micros
@@ -131,8 +135,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from llmbudget_gateway import fake_upstream
     from llmbudget_gateway.app import create_app
 
@@ -178,7 +180,7 @@ async def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # no client addresses are used; saves work per request
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     keys_dir = args.state_dir / "keys"
     print(
         f"llmbudget gateway: {public_url}  (admin API "
@@ -194,6 +196,24 @@ async def _serve(args: argparse.Namespace) -> int:
         if fake_runner is not None:
             await fake_runner.cleanup()
     return 0 if server.started else 1
+
+
+def _freeze_startup_heap() -> None:
+    """Keep the cyclic garbage collector off the objects built at start.
+
+    The config, price database and tokenizer state live as long as the process; full
+    collections walking them stalled the event loop for tens of milliseconds (p99 at 16
+    connections 43 ms, 9-10 ms once frozen: docs/benchmarks.md). Young objects are
+    collected every 10,000 allocations instead of 700."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)  # runs the app's lifespan startup first
+        _freeze_startup_heap()
 
 
 def _has(module: str) -> bool:

@@ -1,6 +1,7 @@
-"""Gateway hot-path benchmark: nginx direct vs a bare aiohttp pass-through vs the gateway.
+"""Gateway hot-path benchmark: nginx direct vs a bare aiohttp pass-through vs a minimal
+metering proxy vs the gateway.
 
-One run measures all three against the same nginx upstream (a fixed chat-completion body with
+One run measures them all against the same nginx upstream (a fixed chat-completion body with
 usage), with wrk as the load generator. Servers under test are pinned to CPU 0; nginx and wrk
 share CPU 1. Needs nginx and wrk (Debian: apt-get install nginx-light wrk).
 
@@ -51,7 +52,16 @@ REQUEST = json.dumps(
         "messages": [{"role": "user", "content": "Say hello in five words."}],
     }
 )
-KEY = "sk-llmb-bench-key"
+KEY = "sk-llmb-bench-key"  # minimal_meter.py knows this key too
+PASS = "bare aiohttp pass-through (raw ASGI, uvicorn)"
+MINIMAL = "minimal metering proxy (raw ASGI, no database)"
+GATEWAY = "llmbudget gateway, everything on"
+POSTGRES = "llmbudget gateway, PostgreSQL ledger"
+LITELLM = "LiteLLM proxy (1 worker, no database)"
+ABLATIONS = {  # name -> LLMBUDGET_ABLATE of tests/benchmarks/ablated_gateway.py
+    "gateway without ledger rows (ablation)": "ledger",
+    "gateway without metering or ledger rows (ablation)": "ledger,metering",
+}
 
 
 def free_port() -> int:
@@ -184,6 +194,56 @@ def serve(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process and all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, connections: int, duration: int, work: Path, pid: int | None
+) -> dict[str, float]:
+    """One wrk run; with the server's pid, also its CPU time per request in microseconds."""
+    before = process_cpu_seconds(pid) if pid is not None else 0.0
+    result = wrk(url, connections, duration, work)
+    if pid is not None:
+        used = process_cpu_seconds(pid) - before
+        result["cpu_us"] = 1e6 * used / max(result["rps"] * duration, 1.0)
+    return result
+
+
+def uvicorn_app(module: str, port: int) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "uvicorn"),
+        f"tests.benchmarks.{module}:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--app-dir",
+        str(REPO),
+    ]
+
+
+def gateway(executable: list[str], manifests: Path, port: int, state: Path) -> list[str]:
+    return [
+        *executable,
+        "serve",
+        str(manifests),
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state),
+        "--log-level",
+        "warning",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,98 +262,67 @@ def main() -> int:
         help="LiteLLM proxy executable to compare with (pip install 'litellm[proxy]' in its "
         "own venv); default: litellm on PATH, skipped when absent",
     )
+    parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="also measure the gateway without ledger rows, and without any metering "
+        "(tests/benchmarks/ablated_gateway.py), to locate the cost of each part",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (Debian: apt-get install nginx-light wrk util-linux)")
     conns = [int(c) for c in args.connections.split(",")]
-    bin_dir = Path(sys.executable).parent
+    executable = [str(Path(sys.executable).parent / "llmbudget-gateway")]
+    ablated_gateway = [sys.executable, str(REPO / "tests/benchmarks/ablated_gateway.py")]
     work = Path(tempfile.mkdtemp(prefix="llmbudget-bench-"))
-    nginx_port, pass_port, gw_port = free_port(), free_port(), free_port()
+    manifests = work / "manifests"
+    nginx_port = free_port()
     upstream = f"http://127.0.0.1:{nginx_port}/v1"
-    write_manifests(work / "manifests", upstream)
+    pass_env = {"UPSTREAM_URL": f"{upstream}/chat/completions"}
+    write_manifests(manifests, upstream)
+    # name -> (argv, extra environment); each gets a port and is pinned to CPU 0
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+    ports = {name: free_port() for name in (PASS, MINIMAL, GATEWAY)}
+    commands[PASS] = (uvicorn_app("passthrough", ports[PASS]), pass_env)
+    commands[MINIMAL] = (uvicorn_app("minimal_meter", ports[MINIMAL]), pass_env)
+    commands[GATEWAY] = (gateway(executable, manifests, ports[GATEWAY], work / "state"), {})
+    if args.ablations:
+        for name, parts in ABLATIONS.items():
+            ports[name] = free_port()
+            argv = gateway(ablated_gateway, manifests, ports[name], work / f"state-{parts}")
+            commands[name] = (argv, {"LLMBUDGET_ABLATE": parts})
+    if args.ledger_dsn:
+        ports[POSTGRES] = free_port()
+        argv = gateway(executable, manifests, ports[POSTGRES], work / "state-pg")
+        commands[POSTGRES] = (argv, {"LLMBUDGET_LEDGER_DSN": args.ledger_dsn})
+    if args.litellm:
+        ports[LITELLM] = free_port()
+        (work / "litellm.yaml").write_text(
+            "model_list:\n"
+            "  - model_name: bench-model\n"
+            "    litellm_params:\n"
+            f"      {{model: openai/bench-model, api_base: '{upstream}', api_key: sk-bench}}\n"
+            f"general_settings: {{master_key: {KEY}}}\n"  # the key wrk sends
+        )
+        argv = [args.litellm, "--config", str(work / "litellm.yaml"), "--port",
+                str(ports[LITELLM]), "--num_workers", "1"]  # fmt: skip
+        commands[LITELLM] = (argv, {"LITELLM_LOG": "ERROR"})
     procs = [start_nginx(work, nginx_port)]
     results: dict[str, dict[int, dict[str, float]]] = {}
     try:
-        procs.append(
-            serve(
-                [
-                    str(bin_dir / "uvicorn"),
-                    "tests.benchmarks.passthrough:app",
-                    "--port",
-                    str(pass_port),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                    "--app-dir",
-                    str(REPO),
-                ],
-                {"UPSTREAM_URL": f"{upstream}/chat/completions"},
-            )
-        )
-        procs.append(
-            serve(
-                [
-                    str(bin_dir / "llmbudget-gateway"),
-                    "serve",
-                    str(work / "manifests"),
-                    "--port",
-                    str(gw_port),
-                    "--state-dir",
-                    str(work / "state"),
-                    "--log-level",
-                    "warning",
-                ],
-            )
-        )
-        pg_port = free_port()
-        if args.ledger_dsn:
-            procs.append(
-                serve(
-                    [str(bin_dir / "llmbudget-gateway"), "serve", str(work / "manifests"),
-                     "--port", str(pg_port), "--state-dir", str(work / "state-pg"),
-                     "--log-level", "warning"],
-                    {"LLMBUDGET_LEDGER_DSN": args.ledger_dsn},
-                )
-            )  # fmt: skip
-        litellm_port = free_port()
-        if args.litellm:
-            (work / "litellm.yaml").write_text(
-                "model_list:\n"
-                "  - model_name: bench-model\n"
-                "    litellm_params:\n"
-                f"      {{model: openai/bench-model, api_base: '{upstream}', api_key: sk-bench}}\n"
-                f"general_settings: {{master_key: {KEY}}}\n"  # the key wrk sends
-            )
-            procs.append(
-                serve(
-                    [args.litellm, "--config", str(work / "litellm.yaml"), "--port",
-                     str(litellm_port), "--num_workers", "1"],
-                    {"LITELLM_LOG": "ERROR"},
-                )
-            )  # fmt: skip
-        targets = {
-            "nginx direct": f"{upstream}/chat/completions",
-            "bare aiohttp pass-through (raw ASGI, uvicorn)": f"http://127.0.0.1:{pass_port}/v1/chat/completions",
-            "llmbudget gateway, everything on": f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-        }
-        if args.ledger_dsn:
-            targets["llmbudget gateway, PostgreSQL ledger"] = (
-                f"http://127.0.0.1:{pg_port}/v1/chat/completions"
-            )
-        if args.litellm:
-            targets["LiteLLM proxy (1 worker, no database)"] = (
-                f"http://127.0.0.1:{litellm_port}/v1/chat/completions"
-            )
+        pids: dict[str, int | None] = {"nginx direct": None}
+        for name, (argv, env) in commands.items():
+            proc = serve(argv, env)  # taskset execs the server: the pid is the server's
+            procs.append(proc)
+            pids[name] = proc.pid
+        targets = {"nginx direct": f"{upstream}/chat/completions"}
+        targets.update({n: f"http://127.0.0.1:{p}/v1/chat/completions" for n, p in ports.items()})
         for url in targets.values():
             wait_http(url.rsplit("/v1", 1)[0] + "/", timeout=180)
         for name, url in targets.items():
             wrk(url, 16, 2, work)  # warm-up
-            results[name] = {c: wrk(url, c, args.duration, work) for c in conns}
+            results[name] = {c: measure(url, c, args.duration, work, pids[name]) for c in conns}
             print(name, json.dumps(results[name]), flush=True)
         ledger_rows = subprocess.run(
             ["sqlite3", str(work / "state" / "ledger.sqlite3"), "select count(*) from requests"],
@@ -305,32 +334,37 @@ def main() -> int:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(30)
-    print()
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
-        f"Python {platform.python_version()}; servers on CPU 0, nginx + wrk on CPU 1; "
-        f"{args.duration} s per point"
-    )
-    print("| server | " + " | ".join(f"{c} conn RPS / p50 / p99" for c in conns) + " |")
-    print("|---|" + "---|" * len(conns))
-    for name, by_conn in results.items():
-        cells = [
-            f"{r['rps']:,.0f} / {r['p50_ms']:.2f} ms / {r['p99_ms']:.2f} ms"
-            + (f" ({r['errors']:.0f} errors)" if r["errors"] else "")
-            for r in by_conn.values()
-        ]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    base = results["bare aiohttp pass-through (raw ASGI, uvicorn)"]
-    ours = results["llmbudget gateway, everything on"]
-    for c in conns:
-        print(
-            f"{c} conns: gateway = {ours[c]['rps'] / base[c]['rps']:.0%} of the pass-through "
-            f"RPS; added p50 {ours[c]['p50_ms'] - base[c]['p50_ms']:+.2f} ms"
-        )
+    report(results, conns, args.duration)
     print(f"ledger rows written by the gateway: {ledger_rows}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def report(results: dict[str, dict[int, dict[str, float]]], conns: list[int], seconds: int) -> None:
+    print()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}; servers on CPU 0, nginx + wrk on CPU 1; "
+        f"{seconds} s per point; CPU = user + system time of the server per request"
+    )
+    print("| server | " + " | ".join(f"{c} conn RPS / p50 / p99 / CPU" for c in conns) + " |")
+    print("|---|" + "---|" * len(conns))
+    for name, by_conn in results.items():
+        cells = [
+            f"{r['rps']:,.0f} / {r['p50_ms']:.2f} ms / {r['p99_ms']:.2f} ms"
+            + (f" / {r['cpu_us']:.0f} µs" if "cpu_us" in r else "")
+            + (f" ({r['errors']:.0f} errors)" if r["errors"] else "")
+            for r in by_conn.values()
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    base, ours, least = results[PASS], results[GATEWAY], results[MINIMAL]
+    for c in conns:
+        print(
+            f"{c} conns: gateway = {ours[c]['rps'] / base[c]['rps']:.0%} of the pass-through "
+            f"RPS (minimal metering proxy: {least[c]['rps'] / base[c]['rps']:.0%}); "
+            f"added p50 {ours[c]['p50_ms'] - base[c]['p50_ms']:+.2f} ms"
+        )
 
 
 if __name__ == "__main__":

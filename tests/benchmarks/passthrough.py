@@ -15,30 +15,32 @@ UPSTREAM = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:18080/v1/chat/comple
 _state: dict[str, aiohttp.ClientSession] = {}
 
 
-async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                _state["session"] = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=1000), auto_decompress=False
-                )
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await _state["session"].close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+async def lifespan(receive: Any, send: Any, state: dict[str, Any]) -> None:
+    """Open `state["session"]` at startup, close it at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            state["session"] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1000), auto_decompress=False
+            )
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await state["session"].close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Any) -> bytes:
     body = b""
     more = True
     while more:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    async with _state["session"].post(
-        UPSTREAM, data=body, headers={"Content-Type": "application/json"}
-    ) as response:
-        data = await response.read()
-        status = response.status
+    return body
+
+
+async def respond(send: Any, status: int, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -46,4 +48,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "headers": [(b"content-type", b"application/json")],
         }
     )
-    await send({"type": "http.response.body", "body": data})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send, _state)
+        return
+    body = await read_body(receive)
+    async with _state["session"].post(
+        UPSTREAM, data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        data = await response.read()
+        status = response.status
+    await respond(send, status, data)
