@@ -180,7 +180,7 @@ async def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,  # no client addresses are used; saves work per request
         lifespan="on",
     )
-    server = _Server(config)
+    server = GatewayServer(config)
     keys_dir = args.state_dir / "keys"
     print(
         f"llmbudget gateway: {public_url}  (admin API "
@@ -203,14 +203,16 @@ def _freeze_startup_heap() -> None:
 
     The config, price database and tokenizer state live as long as the process; full
     collections walking them stalled the event loop for tens of milliseconds (p99 at 16
-    connections 43 ms, 9-10 ms once frozen: docs/benchmarks.md). Young objects are
+    connections 32-42 ms, 8 ms once frozen: docs/benchmarks.md). Young objects are
     collected every 10,000 allocations instead of 700."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
 
 
-class _Server(uvicorn.Server):
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, freezing the startup heap once the app has started."""
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)  # runs the app's lifespan startup first
         _freeze_startup_heap()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import signal
 import socket
@@ -140,11 +141,27 @@ async def load(base: str, pid: int, args: argparse.Namespace) -> dict[str, objec
     return {"answered": answered, "samples": samples, "sent": i, "failures": failures}
 
 
+def stored_ids(workdir: Path, dsn: str | None) -> set[str]:
+    """Request ids in the gateway's ledger."""
+    if dsn:
+        import psycopg
+
+        with psycopg.connect(dsn) as server:
+            return {row[0] for row in server.execute("SELECT request_id FROM requests")}
+    with sqlite3.connect(workdir / "state" / "ledger.sqlite3") as db:
+        return {row[0] for row in db.execute("SELECT request_id FROM requests")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--warmup-minutes", type=float, default=5)
     parser.add_argument("--rps", type=float, default=100)
+    parser.add_argument(
+        "--ledger-dsn",
+        help="run the gateway on this PostgreSQL ledger instead of SQLite (an empty database "
+        "or an llmbudget ledger); rows are checked there",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="llmbudget-soak-"))
     (workdir / "manifests").mkdir()
@@ -157,6 +174,7 @@ def main() -> int:
             "--state-dir", str(workdir / "state"), "--fake-upstream", "--log-level", "warning",
         ],
         cwd=workdir,
+        env={**os.environ, "LLMBUDGET_LEDGER_DSN": args.ledger_dsn or ""},
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -176,12 +194,12 @@ def main() -> int:
     final = samples[-1][1]
     peak = max(kib for _, kib in samples)
     growth = (final - warm) * 100 / warm
-    db = sqlite3.connect(workdir / "state" / "ledger.sqlite3")
-    stored = {row[0] for row in db.execute("SELECT request_id FROM requests")}
-    missing = len(set(answered) - stored)
+    missing = len(set(answered) - stored_ids(workdir, args.ledger_dsn))
+    ledger = "PostgreSQL" if args.ledger_dsn else "SQLite"
     print(
-        f"\nsoak: {args.minutes:g} min at {args.rps:g} req/s on {platform.node()} "
-        f"({platform.processor() or platform.machine()}, Python {platform.python_version()})\n"
+        f"\nsoak: {args.minutes:g} min at {args.rps:g} req/s, {ledger} ledger, on "
+        f"{platform.node()} ({platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()})\n"
         f"  sent {result['sent']:,}, answered {len(answered):,}, failed {result['failures']:,}, "
         f"ledger rows missing {missing}\n"
         f"  RSS after {args.warmup_minutes:g} min warm-up {warm / 1024:.1f} MiB, end "

@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from llmbudget_gateway.serve import _Server
+from llmbudget_gateway.serve import GatewayServer
 
 
 async def test_the_heap_built_at_start_is_frozen_after_the_lifespan_startup() -> None:
@@ -28,7 +28,7 @@ async def test_the_heap_built_at_start_is_frozen_after_the_lifespan_startup() ->
     thresholds = gc.get_threshold()
     before = gc.get_freeze_count()
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
-    server = _Server(config)
+    server = GatewayServer(config)
     task = asyncio.create_task(server.serve())
     try:
         for _ in range(500):
