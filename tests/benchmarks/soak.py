@@ -26,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -148,7 +149,7 @@ def stored_ids(workdir: Path, dsn: str | None) -> set[str]:
 
         with psycopg.connect(dsn) as server:
             return {row[0] for row in server.execute("SELECT request_id FROM requests")}
-    with sqlite3.connect(workdir / "state" / "ledger.sqlite3") as db:
+    with closing(sqlite3.connect(workdir / "state" / "ledger.sqlite3")) as db:
         return {row[0] for row in db.execute("SELECT request_id FROM requests")}
 
 
