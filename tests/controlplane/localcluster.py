@@ -3,7 +3,11 @@
 This is the "envtest" pattern: no kubelet, no controller-manager, no container engine. The API
 server is real (OpenAPI + CEL validation, status subresources, printer columns, watches, RBAC);
 nothing runs pods, so Deployments never become Ready and ownerReference garbage collection
-never happens.
+never happens. The cheap fixture of the API-only tests.
+
+With `node=NodeIdentity(...)` the same API server is set up to serve a real node
+(tests/controlplane/node.py): it listens on every address and advertises the node's, authorizes
+kubelets (Node,RBAC + NodeRestriction), mints ServiceAccount tokens and reaches the kubelet.
 """
 
 from __future__ import annotations
@@ -22,9 +26,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.controlplane.pki import Pki, make_pki
+from tests.controlplane.pki import NodeIdentity, Pki, make_pki
 
 BUILD_SCRIPT = Path(__file__).with_name("build-binaries.sh")
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """The node's binaries from build-binaries.sh (containerd, runc and CNI are Debian's)."""
+
+    kubelet: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kube_proxy: Path
+    crictl: Path
+    coredns: Path
+    pause: Path
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,7 @@ class Binaries:
     kube_apiserver: Path
     kubectl: Path
     helm: Path
+    node: NodeBinaries | None = None  # None when built with LLMBUDGET_NODE_BINARIES=0
 
 
 @dataclass
@@ -60,11 +78,23 @@ def ensure_binaries(timings: Timings) -> Binaries:
     timings.build_output = "\n".join(
         line for line in result.stdout.splitlines() if line.startswith("control-plane:")
     )
+    node = None
+    if "KUBELET" in paths:
+        node = NodeBinaries(
+            kubelet=Path(paths["KUBELET"]),
+            kube_controller_manager=Path(paths["KUBE_CONTROLLER_MANAGER"]),
+            kube_scheduler=Path(paths["KUBE_SCHEDULER"]),
+            kube_proxy=Path(paths["KUBE_PROXY"]),
+            crictl=Path(paths["CRICTL"]),
+            coredns=Path(paths["COREDNS"]),
+            pause=Path(paths["PAUSE"]),
+        )
     return Binaries(
         etcd=Path(paths["ETCD"]),
         kube_apiserver=Path(paths["KUBE_APISERVER"]),
         kubectl=Path(paths["KUBECTL"]),
         helm=Path(paths["HELM"]),
+        node=node,
     )
 
 
@@ -84,6 +114,13 @@ class LocalControlPlane:
     api_port: int = 0
     _pki: Pki | None = None
     _etcd_port: int = 0
+    node: NodeIdentity | None = None  # None: API server only
+    service_cidr: str = "10.0.0.0/24"
+
+    @property
+    def pki(self) -> Pki:
+        assert self._pki is not None, "start() first"
+        return self._pki
 
     @property
     def kubeconfig(self) -> Path:
@@ -95,7 +132,7 @@ class LocalControlPlane:
 
     def start(self, timeout: float = 120.0) -> None:
         started = time.monotonic()
-        pki = make_pki(self.workdir / "pki")
+        pki = make_pki(self.workdir / "pki", node=self.node)
         etcd_client, etcd_peer = free_port(), free_port()
         self.api_port = free_port()
         self._spawn(
@@ -135,22 +172,38 @@ class LocalControlPlane:
         self._wait_ready(self._pki, timeout)
 
     def _apiserver_args(self, pki: Pki, etcd_port: int) -> list[str]:
+        if self.node is None:
+            placement = [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+            ]
+        else:
+            kubelet_cert, kubelet_key = pki.components["apiserver-kubelet"]
+            placement = [
+                "--bind-address=0.0.0.0",  # Pods reach it at the node address
+                f"--advertise-address={self.node.address}",  # Service `kubernetes` -> here
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={kubelet_cert}",
+                f"--kubelet-client-key={kubelet_key}",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         return [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             f"--secure-port={self.api_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            "--endpoint-reconciler-type=none",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
+            *placement,
+            f"--service-cluster-ip-range={self.service_cidr}",
             f"--client-ca-file={pki.ca_cert}",
             f"--tls-cert-file={pki.server_cert}",
             f"--tls-private-key-file={pki.server_key}",
             f"--service-account-issuer=https://127.0.0.1:{self.api_port}/",
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
-            "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
             "--v=0",
         ]
@@ -167,27 +220,32 @@ class LocalControlPlane:
         self._procs.append((name, proc))
 
     def _write_kubeconfig(self, pki: Pki) -> None:
-        self.kubeconfig.write_text(
+        self.write_kubeconfig(self.kubeconfig, pki.admin_cert, pki.admin_key)
+
+    def write_kubeconfig(self, path: Path, cert: Path, key: Path) -> Path:
+        """A kubeconfig for the client certificate `cert` (an admin or a node component)."""
+        path.write_text(
             f"""apiVersion: v1
 kind: Config
 clusters:
 - name: llmbudget-test
   cluster:
     server: {self.server_url}
-    certificate-authority: {pki.ca_cert}
+    certificate-authority: {self.pki.ca_cert}
 users:
-- name: admin
+- name: user
   user:
-    client-certificate: {pki.admin_cert}
-    client-key: {pki.admin_key}
+    client-certificate: {cert}
+    client-key: {key}
 contexts:
 - name: llmbudget-test
   context:
     cluster: llmbudget-test
-    user: admin
+    user: user
 current-context: llmbudget-test
 """
         )
+        return path
 
     def _wait_ready(self, pki: Pki, timeout: float) -> None:
         context = ssl.create_default_context(cafile=str(pki.ca_cert))

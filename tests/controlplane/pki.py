@@ -1,4 +1,7 @@
-"""Certificates for the local control plane: a CA, the API server's serving cert, an admin client.
+"""Certificates for the local control plane: a CA, the API server's serving cert, an admin client,
+and, for a cluster with a node (`make_pki(..., node=...)`), one client certificate per component
+(kubelet, controller-manager, scheduler, kube-proxy, CoreDNS), the kubelet's serving
+certificate and the API server's client certificate for the kubelet.
 
 Python 3.13+ rejects certificates without SubjectKeyIdentifier / AuthorityKeyIdentifier, so
 every certificate carries both.
@@ -28,6 +31,31 @@ class Pki:
     admin_key: Path
     service_account_key: Path
     service_account_pub: Path
+    # component name -> (certificate, key): "kubelet", "kubelet-serving", "apiserver-kubelet",
+    # "controller-manager", "scheduler", "kube-proxy", "coredns" (only with a node)
+    components: dict[str, tuple[Path, Path]]
+    ca_key: Path
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """The node the certificates are for: its name and address (the bridge's address)."""
+
+    name: str
+    address: str
+
+
+# CN / O of each component's client certificate (the API server's authenticator maps them to
+# users and groups, and the default RBAC roles name these users).
+def _component_subjects(node: NodeIdentity) -> dict[str, tuple[str, str | None]]:
+    return {
+        "kubelet": (f"system:node:{node.name}", "system:nodes"),
+        "apiserver-kubelet": ("kube-apiserver-kubelet-client", "system:masters"),
+        "controller-manager": ("system:kube-controller-manager", None),
+        "scheduler": ("system:kube-scheduler", None),
+        "kube-proxy": ("system:kube-proxy", None),
+        "coredns": ("system:coredns", None),
+    }
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -106,8 +134,9 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_pki(directory: Path) -> Pki:
-    """Write a fresh CA, serving cert, admin client cert and service-account key pair."""
+def make_pki(directory: Path, node: NodeIdentity | None = None) -> Pki:
+    """Write a fresh CA, serving cert, admin client cert and service-account key pair (and,
+    with `node`, the certificates of the node's components)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("llmbudget-test-ca")
@@ -128,6 +157,7 @@ def make_pki(directory: Path) -> Pki:
             x509.DNSName("kubernetes.default.svc"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            *([x509.IPAddress(ipaddress.ip_address(node.address))] if node else []),
         ],
     )
     admin_key = ec.generate_private_key(ec.SECP256R1())
@@ -150,6 +180,8 @@ def make_pki(directory: Path) -> Pki:
         admin_key=directory / "admin.key",
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
+        components={},
+        ca_key=directory / "ca.key",
     )
     pem = serialization.Encoding.PEM
     pki.ca_cert.write_bytes(ca.public_bytes(pem))
@@ -161,6 +193,42 @@ def make_pki(directory: Path) -> Pki:
     pki.service_account_pub.write_bytes(
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
-    for key_file in (pki.server_key, pki.admin_key, pki.service_account_key):
+    pki.ca_key.write_bytes(_key_pem(ca_key))
+    key_files = [pki.server_key, pki.admin_key, pki.service_account_key, pki.ca_key]
+    if node is not None:
+        for component, (cn, org) in _component_subjects(node).items():
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = _issue(
+                _name(cn, org),
+                key,
+                ca_name,
+                ca_key,
+                ca=False,
+                usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                sans=[],
+            )
+            pki.components[component] = _write_pair(directory, component, cert, key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        serving = _issue(
+            _name(node.name),
+            key,
+            ca_name,
+            ca_key,
+            ca=False,
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            sans=[x509.DNSName(node.name), x509.IPAddress(ipaddress.ip_address(node.address))],
+        )
+        pki.components["kubelet-serving"] = _write_pair(directory, "kubelet-serving", serving, key)
+        key_files += [pair[1] for pair in pki.components.values()]
+    for key_file in key_files:
         key_file.chmod(0o600)
     return pki
+
+
+def _write_pair(
+    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_key_pem(key))
+    return cert_path, key_path

@@ -1,0 +1,3 @@
+module llmbudget.local/pause
+
+go 1.25
