@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from tests.gateway.harness import free_port
 
@@ -31,7 +32,15 @@ def _bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """`host`: the address it listens on (loopback by default; the node's address for Pods,
+    which then log in with `password` over scram-sha-256, from `client_cidr`)."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", password: str | None = None, client_cidr: str = ""
+    ) -> None:
+        self.host = host
+        self.password = password
+        self.client_cidr = client_cidr
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="llmbudget-pg-"))
         self.data = self.root / "data"
@@ -48,12 +57,19 @@ class PostgresServer:
         if self.as_root:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        if self.client_cidr:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.client_cidr} scram-sha-256\n")
         self.resume()
+        if self.password is not None:
+            with psycopg.connect(self._local_dsn("postgres"), autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER USER postgres PASSWORD {}").format(self.password))
 
     def resume(self) -> None:
         """Start the server (again, after `pause`) and wait until it accepts connections."""
+        listen = ",".join(sorted({"127.0.0.1", self.host}))
         options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories='' "
+            f"-c listen_addresses='{listen}' -c port={self.port} -c unix_socket_directories='' "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
         )
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-w", "-t", "60", "start",
@@ -61,18 +77,23 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             try:
-                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                psycopg.connect(self._local_dsn("postgres"), connect_timeout=2).close()
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
-    def dsn(self, database: str) -> str:
+    def _local_dsn(self, database: str) -> str:
+        """Loopback, trusted: for the tests' own administration of the server."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def dsn(self, database: str) -> str:
+        secret = f":{self.password}" if self.password is not None else ""
+        return f"postgresql://postgres{secret}@{self.host}:{self.port}/{database}"
+
     def create_database(self, name: str) -> str:
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self._local_dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
         return self.dsn(name)
 

@@ -55,7 +55,8 @@ class Receiver:
     delay: list[float] = field(default_factory=lambda: [0.0])
 
     @classmethod
-    def start(cls) -> Receiver:
+    def start(cls, host: str = "127.0.0.1") -> Receiver:
+        """Listen on `host` (loopback; the node's address for Pods to reach it)."""
         loop = LoopThread()
         received: list[dict[str, Any]] = []
         delay = [0.0]
@@ -70,12 +71,12 @@ class Receiver:
             app.router.add_post("/hook", hook)
             runner = web.AppRunner(app)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, host, 0)
             await site.start()
             return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
         runner, port = loop.run(setup())
-        return cls(loop, runner, f"http://127.0.0.1:{port}/hook", received, delay)
+        return cls(loop, runner, f"http://{host}:{port}/hook", received, delay)
 
     def stop(self) -> None:
         self.loop.run(self.runner.cleanup())

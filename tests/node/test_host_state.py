@@ -1,0 +1,80 @@
+"""A node started and stopped leaves the host as it found it.
+
+Runs first among the node tests (tests/node/conftest.py orders it), on a node of its own: it
+starts one, makes it do everything that changes host state (a Pod with a Secret volume, a
+ClusterIP Service whose rules kube-proxy writes, a Pod reaching it through CoreDNS), stops
+it, and compares the host with what it was before: processes, mounts, links, routes,
+iptables rules and chains, sysctls, cgroups and the paths the parts may create.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from tests.controlplane.hoststate import HostState, diff
+from tests.controlplane.node import LocalNode
+from tests.node.conftest import NodeManager, ensure_binaries_with_node
+
+
+def _node_processes(workdir: Path) -> list[str]:
+    found = []
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(workdir) in cmdline and int(pid_dir.name) != os.getpid():
+            found.append(f"{pid_dir.name}: {cmdline[:160]}")
+    return found
+
+
+def test_a_node_started_and_stopped_leaves_the_host_as_found(node_manager: NodeManager) -> None:
+    node_manager.stop()  # only one node per machine: take it
+    binaries = ensure_binaries_with_node()
+    before = HostState.capture()
+    node = LocalNode(binaries)
+    node.start()
+    try:
+        node.kubectl(
+            "apply",
+            "-f",
+            "-",
+            stdin=textwrap.dedent("""\
+                apiVersion: v1
+                kind: Secret
+                metadata: {name: probe, namespace: default}
+                stringData: {value: "42"}
+                ---
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: probe, namespace: default, labels: {app: probe}}
+                spec:
+                  terminationGracePeriodSeconds: 1
+                  containers:
+                    - name: probe
+                      image: llmbudget.local/pause:v1
+                      volumeMounts: [{name: secret, mountPath: /secret}]
+                  volumes: [{name: secret, secret: {secretName: probe}}]
+                ---
+                apiVersion: v1
+                kind: Service
+                metadata: {name: probe, namespace: default}
+                spec:
+                  selector: {app: probe}
+                  ports: [{port: 80}]
+                """),
+        )
+        node.kubectl("wait", "--for=condition=Ready", "pod/probe", "--timeout=60s")
+        rules = "\n".join("\n".join(r) for r in HostState.capture().rules.values())
+        assert "KUBE-SERVICES" in rules  # kube-proxy wrote its chains
+        during = diff(before, HostState.capture())
+        assert any(line.startswith("mount left") for line in during)  # the Secret volume
+        assert any("link left: llmbudget0" in line for line in during)
+    finally:
+        left = node.stop(check=False)
+    assert left == []
+    assert diff(before, HostState.capture()) == []
+    assert _node_processes(node.workdir) == []
+    assert not node.workdir.exists()
