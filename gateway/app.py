@@ -31,6 +31,7 @@ from llmbudget_gateway import (
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.crash_marker import CrashMarker
+from llmbudget_gateway.drain import Drain, closing
 from llmbudget_gateway.errors import GatewayError, error_body
 from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
@@ -221,6 +222,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         redoc_url=None,
         openapi_url=None,
     )
+    app.state.drain = Drain(settings.drain_seconds)
     routes: list[tuple[str, Handler, str]] = [
         ("/v1/chat/completions", proxy.chat_completions, "POST"),
         ("/v1/embeddings", proxy.embeddings, "POST"),
@@ -259,7 +261,7 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
             code="method_not_allowed",
         ).response()
 
-    return HotPath(app, hot)
+    return HotPath(app, hot, app.state.drain)
 
 
 class HotPath:
@@ -270,9 +272,12 @@ class HotPath:
     Lifespan, admin, metrics and probes go through FastAPI.
     """
 
-    def __init__(self, app: FastAPI, endpoints: dict[tuple[str, str], Handler]) -> None:
+    def __init__(
+        self, app: FastAPI, endpoints: dict[tuple[str, str], Handler], drain: Drain
+    ) -> None:
         self.app = app
         self.endpoints = endpoints
+        self.drain = drain
 
     @property
     def state(self) -> Any:
@@ -280,6 +285,8 @@ class HotPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.drain.draining:  # SIGTERM: each client reconnects elsewhere (drain.py)
+                send = closing(send)
             endpoint = self.endpoints.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 scope["app"] = self.app  # request.app.state.services, as under FastAPI
@@ -297,6 +304,8 @@ async def readyz(request: Request) -> Response:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:
         return Response(b'{"status":"starting"}', 503, media_type="application/json")
+    if request.app.state.drain.draining:
+        return Response(b'{"status":"draining"}', 503, media_type="application/json")
     watcher: ConfigWatcher = request.app.state.watcher
     body = {
         "status": "ready",

@@ -11,17 +11,20 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import socket
 import sys
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from llmbudget_gateway.contract import DEFAULT_SHARED_NAMESPACE, ConfigError
 from llmbudget_gateway.contract.money import usd_to_micros
+from llmbudget_gateway.drain import Drain
 from llmbudget_gateway.settings import Settings
 from llmbudget_gateway.standalone import load_standalone
 
@@ -106,6 +109,14 @@ def add_serve_command(commands: Any) -> None:
         default=Decimal(1),
         help="days below this spend are never spikes (default %(default)s)",
     )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, keep serving this long with /readyz 503 and Connection: close "
+        "before stopping, so load balancers and clients move away first (default "
+        "%(default)s; the chart sets 5)",
+    )
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=run_serve)
 
@@ -157,6 +168,7 @@ async def _serve(args: argparse.Namespace) -> int:
         spike_percent=args.spike_percent,
         spike_min_micros=usd_to_micros(args.spike_min_usd),
         upstream_override=override,
+        drain_seconds=args.drain_seconds,
     )
     public_url = f"http://{args.host}:{args.port}/v1"
     loader = partial(
@@ -211,11 +223,32 @@ def _freeze_startup_heap() -> None:
 
 
 class GatewayServer(uvicorn.Server):
-    """uvicorn's server, freezing the startup heap once the app has started."""
+    """uvicorn's server, freezing the startup heap once the app has started, and draining
+    on SIGTERM (drain.py) before it stops."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)  # runs the app's lifespan startup first
+        self._loop = asyncio.get_running_loop()
         _freeze_startup_heap()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        drain: Drain | None = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if (
+            sig == signal.SIGTERM
+            and drain is not None
+            and drain.seconds > 0
+            and not drain.draining
+            and self._loop is not None
+            and not self.should_exit
+        ):
+            drain.draining = True
+            log.info("SIGTERM: draining for %.1f s, then stopping", drain.seconds)
+            stop = partial(super().handle_exit, sig, frame)
+            self._loop.call_soon_threadsafe(self._loop.call_later, drain.seconds, stop)
+            return
+        super().handle_exit(sig, frame)
 
 
 def _has(module: str) -> bool:

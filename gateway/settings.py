@@ -32,6 +32,7 @@ class Settings:
     spike_percent: int = 100  # a day's spend this much above the day before is a spike
     spike_min_micros: int = 1_000_000  # ... when the day's spend reaches this (1 USD)
     spike_interval: float = 60.0  # seconds between checks of today's spend for spikes
+    drain_seconds: float = 0.0  # SIGTERM: serve this long with Connection: close (drain.py)
 
     @property
     def ledger_file(self) -> Path:
