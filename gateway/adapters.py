@@ -6,7 +6,7 @@
   chunk the client did not ask for is dropped again).
 - `OpenAIEmbeddings`: embeddings, whole answers only.
 - `ChatViaAnthropic`: OpenAI chat served by an Anthropic backend (anthropic_translation.py).
-- `Messages`: the Anthropic Messages API as it is (messages_body.py builds the body).
+- `Messages`: the Anthropic Messages API as it is (messages_endpoint.py validates the body).
 """
 
 from __future__ import annotations
@@ -147,8 +147,10 @@ class OpenAIChatMeter:
     def reported(self) -> Usage | None:
         return self.usage
 
-    def text(self) -> str:
+    def texts(self) -> tuple[str, str]:
+        """(answer text, reasoning text) relayed so far."""
         parts: list[str] = []
+        thoughts: list[str] = []
         for payload in self.payloads:
             try:
                 chunk = orjson.loads(payload)
@@ -156,19 +158,25 @@ class OpenAIChatMeter:
                 continue
             for choice in (chunk.get("choices") if isinstance(chunk, dict) else None) or ():
                 delta = (choice.get("delta") if isinstance(choice, dict) else None) or {}
-                for key in ("content", "reasoning_content", "reasoning", "refusal"):
+                for key in ("content", "refusal"):
                     if isinstance(delta.get(key), str):
                         parts.append(delta[key])
+                for key in ("reasoning_content", "reasoning"):
+                    if isinstance(delta.get(key), str):
+                        thoughts.append(delta[key])
                 for call in delta.get("tool_calls") or ():
                     function = (call.get("function") if isinstance(call, dict) else None) or {}
                     parts.append(str(function.get("name") or ""))
                     parts.append(str(function.get("arguments") or ""))
-        return "".join(parts)
+        return "".join(parts), "".join(thoughts)
 
     def estimate(self, exchange: Exchange) -> Usage:
+        text, thoughts = self.texts()
+        reasoning = self.tokens.count_text(thoughts)
         return Usage(
             prompt_tokens=exchange.prompt_estimate(),
-            completion_tokens=self.tokens.count_text(self.text()),
+            completion_tokens=self.tokens.count_text(text) + reasoning,
+            reasoning_tokens=reasoning,
         )
 
     def error_event(self, code: str, message: str) -> bytes:

@@ -124,6 +124,15 @@ async def messages(request: Request) -> Response:
     model = require_model(raw)
     body = upstream_body(raw, services.settings.forward_fake_scripts)
     user = (body.get("metadata") or {}).get("user_id")
+    system = body.get("system")
+    tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
+
+    def exact_prompt() -> int:
+        count = services.tokens.count_messages(body["messages"]) + services.tokens.count_text(
+            system if isinstance(system, str) else orjson.dumps(system or "").decode()
+        )
+        return count + services.tokens.count_text(tools) + (TOOL_USE_OVERHEAD if tools else 0)
+
     call = pipeline.Call(
         endpoint="messages",
         model=model,
@@ -132,6 +141,7 @@ async def messages(request: Request) -> Response:
         tags=request_tags(request.headers, {"user": user}),
         prompt_bound=_bound(body),
         max_output=body["max_tokens"],
+        exact_prompt=exact_prompt,
         adapter_for=_adapter,
         unsupported=f"model '{model}' is served by OpenAI-compatible backends; use "
         "POST /v1/chat/completions for it",

@@ -160,12 +160,13 @@ class Exchange:
             completion_tokens=self.services.tokens.count_text(text),
         )
 
-    def estimate_undelivered(self) -> Usage:
+    def estimate_undelivered(self, whole_answer: bool) -> Usage:
         """Usage of an answer the provider bills but the gateway could not read (a body cut
-        after its 200, a timeout after sending): the prompt estimate and, for a whole answer,
-        every completion token reserved (its length is unknown; this is the upper bound). A
-        stream that never started stops generating when the gateway hangs up: prompt only."""
-        completion = 0 if self.stream else self.max_output
+        after its 200, a timeout after sending, a 200 that is not JSON): the prompt estimate
+        and, if the whole answer may have been generated, every completion token reserved
+        (its length is unknown: this is the upper bound). A stream that never started stops
+        generating when the gateway hangs up: prompt only."""
+        completion = self.max_output if whole_answer else 0
         return Usage(prompt_tokens=self.prompt_estimate(), completion_tokens=completion)
 
     def record_attempt(self, status: int, error_code: str) -> None:
@@ -225,8 +226,12 @@ class Exchange:
         error_code: str | None = None,
         estimated: bool = False,
         crossings: list[Crossing] | None = None,
+        at_worst_price: bool = False,
     ) -> None:
-        """Settle (or release) and record. Only the first call has an effect."""
+        """Settle (or release) and record. Only the first call has an effect.
+
+        `at_worst_price`: the usage's split is unknown (an answer never read): it is priced
+        at its dearest split, so that the estimate is an upper bound of the provider's bill."""
         if self.finished:
             return
         self.finished = True
@@ -235,7 +240,11 @@ class Exchange:
         cost_micros, priced = 0, True
         crossings = list(crossings or [])
         if usage is not None and self.backend is not None:
-            cost = services.runtime.prices.cost(self.backend, usage)
+            prices = services.runtime.prices
+            if at_worst_price:
+                cost = prices.worst_case(self.backend, usage.prompt_tokens, usage.completion_tokens)
+            else:
+                cost = prices.cost(self.backend, usage)
             cost_micros, priced = cost.micros, cost.priced
         if self.reservation is not None:
             if usage is None or usage.total_tokens == 0:

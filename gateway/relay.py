@@ -106,12 +106,12 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def connection_failure(
-    backend: Backend, error: BaseException, *, sent: bool, answered: bool = False
+    backend: Backend, error: BaseException, *, stream: bool, answered: bool = False
 ) -> UpstreamFailure:
-    """A request that failed on the wire. `sent`: it may have reached the provider (a timeout
-    waiting for the answer, not for the connection); `answered`: its 200 had arrived."""
+    """A request that failed on the wire. A timeout waiting for the answer (not for the
+    connection) is billable: the provider got the request; `answered`: its 200 had arrived."""
     never_reached = isinstance(error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-    billable = answered or (sent and not never_reached and isinstance(error, TimeoutError))
+    billable = answered or (not never_reached and isinstance(error, TimeoutError))
     if isinstance(error, TimeoutError) and not never_reached:
         status, code = 504, "upstream_timeout"
         message = f"backend {backend.name} timed out"
@@ -124,7 +124,9 @@ def connection_failure(
     if answered and status != 504:
         code, message = "upstream_body_cut", f"backend {backend.name} cut its answer"
     log.warning("backend %s: %s (%s)", backend.name, code, type(error).__name__)
-    return UpstreamFailure(status, code, message, retryable=True, billable=billable)
+    return UpstreamFailure(
+        status, code, message, retryable=True, billable=billable, whole_answer=not stream
+    )
 
 
 async def post(
@@ -141,7 +143,7 @@ async def post(
             timeout=timeout,
         )  # fmt: skip
     except (TimeoutError, aiohttp.ClientError) as error:
-        raise connection_failure(backend, error, sent=True) from None
+        raise connection_failure(backend, error, stream=stream) from None
 
 
 async def _fail_on_status(
@@ -188,7 +190,7 @@ async def forward(
     try:
         raw = await upstream.read()
     except (TimeoutError, aiohttp.ClientError) as error:
-        raise connection_failure(backend, error, sent=True, answered=True) from None
+        raise connection_failure(backend, error, stream=stream, answered=True) from None
     finally:
         upstream.release()
     try:

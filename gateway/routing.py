@@ -73,8 +73,10 @@ async def send(exchange: Exchange, route: Route, chosen: Plan, attempt: Attempt)
                 return await attempt(backend)
             except UpstreamFailure as failure:
                 if failure.billable:
-                    usage = exchange.estimate_undelivered()
-                    exchange.finish(usage, failure.status, failure.code, estimated=True)
+                    usage = exchange.estimate_undelivered(failure.whole_answer)
+                    exchange.finish(
+                        usage, failure.status, failure.code, estimated=True, at_worst_price=True
+                    )
                     raise failure.error() from None
                 last_backend = index == len(backends) - 1
                 retry_here = failure.retryable and number < route.retry.attempts

@@ -61,6 +61,7 @@ class UpstreamFailure(Exception):
         client_error: bool = False,
         retry_after: float | None = None,
         billable: bool = False,
+        whole_answer: bool = False,
         upstream_status: int | None = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -71,6 +72,9 @@ class UpstreamFailure(Exception):
         self.client_error = client_error
         self.retry_after = retry_after
         self.billable = billable
+        # billable, and the provider may have generated the whole answer (not a stream that
+        # never started, which stops generating when the gateway hangs up)
+        self.whole_answer = whole_answer
         self.upstream_status = upstream_status if upstream_status is not None else status
 
     def error(self) -> GatewayError:
@@ -163,5 +167,6 @@ def invalid_answer(backend_name: str, what: str) -> UpstreamFailure:
         "upstream_invalid_response",
         f"backend {backend_name} answered with {what}, not a valid API response",
         billable=True,
+        whole_answer=True,
         upstream_status=200,
     )
