@@ -9,7 +9,8 @@ A request is scripted by its `fake` object (the gateway forwards it in tests):
   "words": 12             reply length in words (capped by max_tokens)
   "reasoning": 5          OpenAI: reasoning words streamed/billed before the answer
   "cached": 4             OpenAI: cached prompt tokens (capped by the prompt)
-  "cache_read": 100, "cache_write": 20    Anthropic: cache tokens (on top of input_tokens)
+  "cache_read": 100, "cache_write": 20    Anthropic: cache tokens (parts of the prompt: capped
+                          by it; input_tokens is the rest, as Anthropic reports)
   "status": 500           answer this status (with "error_text" as the message)
   "fail_first": 1, "key": "k"    with "status": only the first N calls scripted with "k"
   "retry_after": 1        with "status": a Retry-After header
@@ -55,6 +56,7 @@ class Bill:
     completion_tokens: int = 0  # reasoning included
     reasoning_tokens: int = 0
     complete: bool = False  # the whole answer was sent
+    finished: bool = False  # the provider is done with it (the bill is final)
     body: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,11 +104,18 @@ class RecordingProvider:
                 total += 3 + sum(self.tok.count(t) for t in _texts(message.get("content")))
         return total
 
-    @staticmethod
-    def words(body: dict[str, Any], script: dict[str, Any]) -> list[str]:
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10_000
-        count = max(1, min(int(script.get("words", 12)), int(limit)))
-        return [(" " if i else "") + WORDS[i % len(WORDS)] for i in range(count)]
+    def reply(self, body: dict[str, Any], script: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """(reasoning pieces, answer pieces): as scripted, cut so that their tokens stay
+        within max_tokens (reasoning counts in it, as at OpenAI)."""
+        limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 10_000)
+        thoughts = [" think"] * int(script.get("reasoning", 0))
+        words = [(" " if i else "") + WORDS[i % len(WORDS)] for i in range(script.get("words", 12))]
+        while thoughts and self.tok.count("".join(thoughts)) > limit:
+            thoughts.pop()
+        used = self.tok.count("".join(thoughts))
+        while words and self.tok.count("".join(words)) + used > limit:
+            words.pop()
+        return thoughts, words
 
     # -- scripting -----------------------------------------------------------------------
     def _failure(self, script: dict[str, Any]) -> web.Response | None:
@@ -128,6 +137,7 @@ class RecordingProvider:
     ) -> web.StreamResponse:
         fault = script.get("fault")
         self.bills.append(bill)  # generated: billed however it is delivered
+        bill.finished = True
         if fault == "garbage":
             return web.Response(body=HTML, content_type="text/html")
         raw = json.dumps(answer).encode()
@@ -154,12 +164,13 @@ class RecordingProvider:
         self.bills.append(bill)
         if script.get("fault") == "garbage":  # generated, but what arrives is not a stream
             bill.completion_tokens, bill.reasoning_tokens = events[-1][1], events[-1][2]
+            bill.finished = True
             return web.Response(body=HTML, content_type="text/html")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
         cut_after = int(script.get("cut_after", 0)) if script.get("fault") == "reset" else 0
         pause = int(script.get("chunk_ms", 0)) / 1000
         try:
+            await response.prepare(request)
             for index, (event, completion, reasoning) in enumerate(events):
                 if cut_after and index >= cut_after:
                     assert request.transport is not None
@@ -175,6 +186,8 @@ class RecordingProvider:
             await response.write_eof()
         except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
             pass  # the reader went away: billed for what was generated
+        finally:
+            bill.finished = True
         return response
 
     # -- OpenAI --------------------------------------------------------------------------
@@ -186,8 +199,7 @@ class RecordingProvider:
         if script.get("fault") == "timeout":
             await asyncio.sleep(int(script.get("delay_ms", 3000)) / 1000)
         prompt = self.openai_prompt(body)
-        words = self.words(body, script)
-        thoughts = [" think"] * int(script.get("reasoning", 0))
+        thoughts, words = self.reply(body, script)
         text = "".join(words)
         reasoning = self.tok.count("".join(thoughts))
         completion = self.tok.count(text) + reasoning
@@ -271,10 +283,12 @@ class RecordingProvider:
             return failure
         if script.get("fault") == "timeout":
             await asyncio.sleep(int(script.get("delay_ms", 3000)) / 1000)
-        words = self.words(body, script)
+        _, words = self.reply(body, script)
         text = "".join(words)
-        read, write = int(script.get("cache_read", 0)), int(script.get("cache_write", 0))
-        plain = self.anthropic_input(body)
+        total = self.anthropic_input(body)  # cache reads and writes are parts of the prompt
+        read = min(int(script.get("cache_read", 0)), total)
+        write = min(int(script.get("cache_write", 0)), total - read)
+        plain = total - read - write
         usage = {
             "input_tokens": plain,
             "cache_read_input_tokens": read,

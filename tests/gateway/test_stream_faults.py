@@ -17,6 +17,7 @@ from tests.gateway.conftest import TEAM_KEY, GatewayFactory
 from tests.gateway.recording_provider import RecordingProvider
 from tests.gateway.test_pricing_paths import backend, claude_route, modelroute, sdk
 from tests.gateway.test_proxy_openai import client, records, usage_of
+from tests.gateway.test_shared_budgets import wait_for, window_row
 
 CACHED_CLAUDE = '{input: "3", cachedInput: "0.3", cacheWrite: "3.75", output: "15"}'
 
@@ -36,6 +37,7 @@ def micros(prompt: int, read: int, write: int, output: int) -> float:
 
 
 CUT = {"fault": "reset", "cut_after": 6, "cache_read": 1000, "cache_write": 200, "words": 20}
+LONG = "hello there " + "context " * 1500  # a prompt long enough to have been cached
 
 
 def test_a_cut_chat_stream_from_anthropic_is_estimated_with_the_cache_split(
@@ -44,7 +46,7 @@ def test_a_cut_chat_stream_from_anthropic_is_estimated_with_the_cache_split(
     gateway = make_gateway(extra=cached_claude(recorder.url))
     stream = client(gateway).chat.completions.create(
         model="claude",
-        messages=[{"role": "user", "content": "hello there"}],
+        messages=[{"role": "user", "content": LONG}],
         stream=True,
         extra_body={"fake": CUT},
     )
@@ -68,7 +70,7 @@ def test_a_cut_messages_stream_ends_in_an_error_event_and_keeps_the_split(
     stream = sdk(gateway).messages.stream(
         model="claude",
         max_tokens=50,
-        messages=[{"role": "user", "content": "hello there"}],
+        messages=[{"role": "user", "content": LONG}],
         extra_body={"fake": CUT},
     )
     with pytest.raises(anthropic.APIStatusError) as cut, stream as events:
@@ -176,3 +178,32 @@ def test_messages_to_anthropic_are_whole_when_read_to_message_stop(
     assert final.usage.output_tokens == recorder.bills[0].completion_tokens
     (row,) = records(gateway)
     assert (row["status"], row["estimated"]) == (200, False)
+
+
+def test_estimates_settle_on_the_shared_postgresql_ledger(
+    make_gateway: GatewayFactory, recorder: RecordingProvider, pg_dsn: str
+) -> None:
+    route = modelroute("m", "m", backend("main", recorder.url, "2"))
+    gateway = make_gateway(extra=route + cached_claude(recorder.url), ledger_dsn=pg_dsn)
+    faults: list[tuple[str, bool, dict[str, Any]]] = [
+        ("m", False, {"fault": "reset", "words": 30}),  # undelivered
+        ("m", True, {"fault": "reset", "cut_after": 3, "words": 30}),  # cut
+        ("claude", True, CUT),  # cut, with the cache split
+    ]
+    for model, stream, fake in faults:
+        with pytest.raises(openai.APIError):
+            result: Any = client(gateway).chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": LONG}],
+                max_tokens=40,
+                stream=stream,
+                extra_body={"fake": fake},
+            )
+            list(result) if stream else None
+    rows = records(gateway)
+    assert len(rows) == 3 and all(r["estimated"] and r["cost_micros"] > 0 for r in rows)
+    total = sum(r["cost_micros"] for r in rows)
+    wait_for(lambda: window_row(pg_dsn)[0] == total)
+    spent, _, reserved_micros, reserved_tokens, requests = window_row(pg_dsn)
+    assert spent == total
+    assert (reserved_micros, reserved_tokens, requests) == (0, 0, 3)
