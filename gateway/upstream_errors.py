@@ -81,7 +81,7 @@ class UpstreamFailure(Exception):
         headers = {}
         if self.retry_after is not None and self.status == 429:
             headers["Retry-After"] = str(max(int(self.retry_after + 0.999), 1))
-        kind = "invalid_request_error" if self.status < 500 and self.status != 429 else "api_error"
+        kind = "upstream_error" if self.status >= 500 else "invalid_request_error"
         if self.status == 429:
             kind = "rate_limit_error"
         return GatewayError(self.status, self.message, type=kind, code=self.code, headers=headers)
