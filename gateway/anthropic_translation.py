@@ -4,7 +4,9 @@ Covered: system prompts, text and image parts, tools and tool calls/results, sto
 temperature/top_p, max tokens (required by Anthropic: the request's, else the gateway
 default), usage with cache reads and writes, finish reasons. Not covered: n > 1, logprobs,
 response_format. Anthropic-only fields go in an `anthropic` object of the request (e.g.
-`extra_body={"anthropic": {"thinking": {...}, "top_k": 5}}` with the openai SDK).
+`extra_body={"anthropic": {"thinking": {...}, "top_k": 5}}` with the openai SDK): only those of
+ANTHROPIC_EXTRAS; the fields the gateway controls (model, max_tokens, stream, ...) cannot be
+overridden there. A request that cannot be translated is a 400, never a 500.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.usage import Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -32,8 +35,21 @@ def messages_url(base_url: str) -> str:
     return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
 
 
-def _image(part: dict[str, Any]) -> dict[str, Any]:
-    url = str((part.get("image_url") or {}).get("url", ""))
+# Fields of the request's `anthropic` object passed to Anthropic. Everything the gateway
+# controls (model, messages, max_tokens, stream, system, ...) is refused: the reservation was
+# made for them.
+ANTHROPIC_EXTRAS = ("thinking", "top_k", "tool_choice", "metadata", "stop_sequences")
+
+
+def _invalid(message: str, param: str) -> GatewayError:
+    return bad_request(message, param=param, code="invalid_value")
+
+
+def _image(part: dict[str, Any], param: str) -> dict[str, Any]:
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        raise _invalid("'image_url' must be an object with a string 'url'", f"{param}.image_url")
     if url.startswith("data:") and ";base64," in url:
         media_type, data = url[5:].split(";base64,", 1)
         return {
@@ -43,27 +59,77 @@ def _image(part: dict[str, Any]) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _content(content: Any) -> list[dict[str, Any]]:
+def _content(content: Any, param: str) -> list[dict[str, Any]]:
+    if content is None:
+        return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise _invalid("'content' must be a string or an array of parts", param)
     blocks = []
-    for part in content or []:
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
         if not isinstance(part, dict):
-            continue
+            raise _invalid("each content part must be an object", where)
         if part.get("type") == "text":
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+            if not isinstance(part.get("text"), str):
+                raise _invalid("a text part needs a string 'text'", f"{where}.text")
+            blocks.append({"type": "text", "text": part["text"]})
         elif part.get("type") == "image_url":
-            blocks.append(_image(part))
+            blocks.append(_image(part, where))
     return blocks
 
 
-def _text(content: Any) -> str:
-    return "\n".join(b["text"] for b in _content(content) if b["type"] == "text")
+def _text(content: Any, param: str) -> str:
+    return "\n".join(b["text"] for b in _content(content, param) if b["type"] == "text")
+
+
+def _tool_use(call: Any, param: str) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict):
+        raise _invalid("each tool call must be an object with a 'function' object", param)
+    raw = function.get("arguments") or "{}"
+    if not isinstance(raw, str):
+        raise _invalid("tool call 'arguments' must be a JSON string", f"{param}.function")
+    try:
+        arguments = json.loads(raw)
+    except json.JSONDecodeError:
+        arguments = {}
+    return {"type": "tool_use", "id": call.get("id"), "name": function.get("name"),
+            "input": arguments if isinstance(arguments, dict) else {}}  # fmt: skip
+
+
+def _stop(stop: Any) -> list[str]:
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return list(stop)
+    raise _invalid("'stop' must be a string or an array of strings", "stop")
+
+
+def _extras(extra: Any) -> dict[str, Any]:
+    if extra is None:
+        return {}
+    if not isinstance(extra, dict):
+        raise _invalid("'anthropic' must be an object", "anthropic")
+    refused = sorted(set(extra) - set(ANTHROPIC_EXTRAS))
+    if refused:
+        raise bad_request(
+            f"'anthropic' may only hold {', '.join(ANTHROPIC_EXTRAS)}; not {', '.join(refused)} "
+            "(the gateway sets the others from the request)",
+            param="anthropic",
+            code="unsupported_parameter",
+        )
+    if "metadata" in extra and not isinstance(extra["metadata"], dict):
+        raise _invalid("'anthropic.metadata' must be an object", "anthropic.metadata")
+    return dict(extra)
 
 
 def to_anthropic_request(
-    body: dict[str, Any], model: str, default_max_tokens: int
+    body: dict[str, Any], model: str, default_max_tokens: int, forward_fake: bool = False
 ) -> dict[str, Any]:
+    """The Messages request for an OpenAI chat body; a 400 GatewayError for what cannot be
+    translated (so a bad request is refused before anything is reserved or sent)."""
     system: list[str] = []
     messages: list[dict[str, Any]] = []
 
@@ -73,42 +139,27 @@ def to_anthropic_request(
         else:
             messages.append({"role": role, "content": blocks})
 
-    for message in body.get("messages") or []:
+    for index, message in enumerate(body.get("messages") or []):
+        param = f"messages[{index}]"
         if not isinstance(message, dict):
-            continue
+            raise _invalid("each message must be an object", param)
         role = message.get("role")
+        content = message.get("content")
         if role in ("system", "developer"):
-            system.append(_text(message.get("content")))
+            system.append(_text(content, f"{param}.content"))
         elif role == "tool":
-            append(
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": message.get("tool_call_id"),
-                        "content": _text(message.get("content")),
-                    }
-                ],
-            )
+            result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id"),
+                      "content": _text(content, f"{param}.content")}  # fmt: skip
+            append("user", [result])
         elif role == "assistant":
-            blocks = _content(message.get("content"))
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                try:
-                    arguments = json.loads(function.get("arguments") or "{}")
-                except json.JSONDecodeError:
-                    arguments = {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id"),
-                        "name": function.get("name"),
-                        "input": arguments,
-                    }
-                )
+            blocks = _content(content, f"{param}.content")
+            calls = message.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise _invalid("'tool_calls' must be an array", f"{param}.tool_calls")
+            blocks += [_tool_use(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(calls)]
             append("assistant", blocks)
         else:
-            append("user", _content(message.get("content")))
+            append("user", _content(content, f"{param}.content"))
     request: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -121,25 +172,28 @@ def to_anthropic_request(
     for key in ("temperature", "top_p", "stream"):
         if body.get(key) is not None:
             request[key] = body[key]
-    stop = body.get("stop")
+    stop = _stop(body.get("stop")) if body.get("stop") is not None else []
     if stop:
-        request["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    tools = [t.get("function") for t in body.get("tools") or [] if isinstance(t, dict)]
+        request["stop_sequences"] = stop
+    tools = body.get("tools") or []
+    if not isinstance(tools, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict) for t in tools
+    ):
+        raise _invalid("'tools' must be an array of {type: function, function: {...}}", "tools")
     if tools:
         request["tools"] = [
             {
-                "name": f.get("name"),
-                "description": f.get("description", ""),
-                "input_schema": f.get("parameters") or {"type": "object"},
+                "name": t["function"].get("name"),
+                "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters") or {"type": "object"},
             }
-            for f in tools
-            if isinstance(f, dict)
+            for t in tools
         ]
     if isinstance(body.get("user"), str):
         request["metadata"] = {"user_id": body["user"]}
-    extra = body.get("anthropic")
-    if isinstance(extra, dict):  # Anthropic-only fields (thinking, top_k, ...), passed as they are
-        request.update({k: v for k, v in extra.items() if k not in ("model", "messages")})
+    request.update(_extras(body.get("anthropic")))
+    if forward_fake and isinstance(body.get("fake"), dict):
+        request["fake"] = body["fake"]  # the built-in fake provider's script (tests, demo)
     return request
 
 

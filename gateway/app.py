@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 import psycopg
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -26,6 +25,7 @@ from llmbudget_gateway import (
     api_schema,
     dashboard_page,
     messages_endpoint,
+    metrics_server,
     proxy,
 )
 from llmbudget_gateway.budgets import BudgetBook
@@ -193,6 +193,11 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         ]
         if shared is not None:
             tasks.append(asyncio.create_task(_share_forever(services, shared), name="shared"))
+        scrape = None
+        if settings.metrics_port is not None:
+            scrape = await metrics_server.start(
+                lambda: services.metrics, settings.metrics_host, settings.metrics_port
+            )
         log.info(
             "gateway ready: config revision %s, ledger %s",
             services.runtime.revision,
@@ -201,6 +206,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         try:
             yield
         finally:
+            if scrape is not None:
+                await scrape.cleanup()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -239,7 +246,6 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
         ("/dashboard/{name}", dashboard_page.asset, "GET"),
         ("/healthz", healthz, "GET"),
         ("/readyz", readyz, "GET"),
-        ("/metrics", metrics_endpoint, "GET"),
     ]
     for path, handler, method in routes:
         app.add_route(path, guarded(handler), methods=[method])
@@ -269,7 +275,8 @@ class HotPath:
 
     The proxy handlers answer every error themselves (`guarded`), so FastAPI's middleware
     stack and router would only add per-request cost on the hot path (docs/benchmarks.md).
-    Lifespan, admin, metrics and probes go through FastAPI.
+    Lifespan, admin and probes go through FastAPI; /metrics has its own listener
+    (metrics_server.py).
     """
 
     def __init__(
@@ -315,8 +322,3 @@ async def readyz(request: Request) -> Response:
         "lastReloadError": watcher.last_error,
     }
     return Response(orjson.dumps(body), media_type="application/json")
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    services: Services = request.app.state.services
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

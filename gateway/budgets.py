@@ -240,6 +240,23 @@ class BudgetBook:
                         return True
         return False
 
+    def downgrade_target(
+        self, namespace: str, tags: Mapping[str, str], now: datetime
+    ) -> str | None:
+        """The model a Downgrade budget sends this request to, or None (no side effects).
+
+        Decided before the reservation, so that the request is reserved at the prices of the
+        model that will serve it."""
+        target = None
+        for state in self.matching(namespace, tags):
+            budget = state.budget
+            if budget.action is not Action.DOWNGRADE or not budget.downgrade_to:
+                continue
+            for period in state.limits:
+                if state.limit_state(period, now).percent_used() >= budget.downgrade_at_percent:
+                    target = budget.downgrade_to
+        return target
+
     def reserve(
         self,
         namespace: str,

@@ -3,8 +3,9 @@
 Deterministic: the reply is words of a fixed text, as many as `max_tokens` allows (default 12),
 each word one completion token; prompt tokens are the words of all message contents plus 3 per
 message. Streams carry usage only when `stream_options.include_usage` is true, like OpenAI.
-Scripted behaviour for tests, by a `fake` object in the request body (the gateway forwards
-bodies as they are; with the openai SDK: `extra_body={"fake": {...}}`):
+Scripted behaviour for tests, by a `fake` object in the request body (forwarded to providers
+only in fake-upstream mode and tests, Settings.forward_fake_scripts; with the openai SDK:
+`extra_body={"fake": {...}}`):
   "status": 500          answer with this HTTP status and an OpenAI-shaped error
   "delay_ms": 200        wait before answering
   "cut_after": 3         streams: drop the connection after this many content chunks

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.runtime import Caller
@@ -28,13 +28,20 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise GatewayError(
-                413, f"request body is larger than {max_bytes} bytes", code="request_too_large"
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise GatewayError(
+                    413,
+                    f"request body is larger than {max_bytes} bytes",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:  # gone during the upload: nothing to answer, nothing to log
+        raise GatewayError(
+            499, "the client closed the connection during the upload", code="client_disconnected"
+        ) from None
     raw = b"".join(chunks)
     if not raw:
         raise bad_request("request body is empty; expected a JSON object")

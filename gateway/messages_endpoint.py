@@ -1,35 +1,33 @@
 """`POST /v1/messages`: the Anthropic Messages API for the `anthropic` SDK, metered like chat.
 
-Requests go to the route's Anthropic backends as they are (the model name mapped), answers
-and streams come back as they are, and usage (input, output, cache reads and writes) is read
-from them: `message_start` carries input usage, `message_delta` the cumulative output. Errors
-answer in Anthropic's shape. Models served only by OpenAI-compatible backends are refused with
-a clear 400 (use /v1/chat/completions for them).
+The body is checked and rebuilt from the fields of the Messages API (`MESSAGES_FIELDS`): the
+gateway sets `model` (the backend's), and `max_tokens` and `stream` only as validated here,
+since the reservation was made for them; anything else is refused with a 400 naming it.
+Requests then take the same pipeline as every endpoint (pipeline.py): Downgrade budgets,
+reservation at the dearest reachable backend, retries and fallbacks, settlement on every
+failure. Answers and streams come back as they are; errors in Anthropic's shape. Models served
+only by OpenAI-compatible backends are refused with a clear 400 (use /v1/chat/completions).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from llmbudget_gateway import routing
-from llmbudget_gateway.anthropic_forwarding import post, read_whole
+from llmbudget_gateway import pipeline
+from llmbudget_gateway.adapters import Messages
 from llmbudget_gateway.attribution import request_tags
 from llmbudget_gateway.contract.config import Backend
 from llmbudget_gateway.contract.specs import Provider
 from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.intake import authenticate, optional_positive_int, read_json, require_model
-from llmbudget_gateway.metering import Exchange
+from llmbudget_gateway.relay import Adapter
 from llmbudget_gateway.services import Services
-from llmbudget_gateway.usage import Usage
 
 log = logging.getLogger("llmbudget.messages")
 ERROR_TYPES = {
@@ -39,7 +37,15 @@ ERROR_TYPES = {
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
+    499: "invalid_request_error",
+    504: "timeout_error",
 }
+MESSAGES_FIELDS = (
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking",
+)  # fmt: skip
+TOOL_USE_OVERHEAD = 600  # tokens Anthropic adds to the system prompt when tools are given
+_MESSAGES = Messages()
 
 
 def anthropic_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -64,103 +70,80 @@ def anthropic_shaped(
 
 
 def _bound(body: dict[str, Any]) -> int:
-    """Upper bound of the prompt's tokens: its UTF-8 length (a BPE token is at least a byte)."""
-    return len(orjson.dumps(body.get("messages") or [])) + len(str(body.get("system") or ""))
+    """Upper bound of the prompt's tokens: its UTF-8 length (a BPE token is at least a byte),
+    plus what tool use adds."""
+    parts = {k: body.get(k) for k in ("messages", "system", "tools")}
+    return len(orjson.dumps(parts)) + (TOOL_USE_OVERHEAD if body.get("tools") else 0)
+
+
+def upstream_body(body: dict[str, Any], forward_fake: bool) -> dict[str, Any]:
+    """The Messages request to send: validated, only the API's fields."""
+    refused = sorted(set(body) - set(MESSAGES_FIELDS) - ({"fake"} if forward_fake else set()))
+    if refused:
+        raise bad_request(
+            f"unsupported field(s) {', '.join(refused)}; the Messages API takes "
+            f"{', '.join(MESSAGES_FIELDS)}",
+            param=refused[0],
+        )
+    if optional_positive_int(body, "max_tokens") is None:
+        raise bad_request("'max_tokens' is required", param="max_tokens")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty array", param="messages")
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise bad_request("each message must be an object with a 'role'", f"messages.{index}")
+        if not isinstance(content, str | list):
+            raise bad_request("'content' must be a string or an array", f"messages.{index}")
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise bad_request("'stream' must be a boolean", param="stream")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise bad_request("'metadata' must be an object", param="metadata")
+    user = (metadata or {}).get("user_id")
+    if user is not None and not isinstance(user, str):
+        raise bad_request("'metadata.user_id' must be a string", param="metadata.user_id")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise bad_request("'system' must be a string or an array of blocks", param="system")
+    for name in ("tools", "stop_sequences"):
+        if body.get(name) is not None and not isinstance(body[name], list):
+            raise bad_request(f"'{name}' must be an array", param=name)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _adapter(backend: Backend) -> Adapter | None:
+    return _MESSAGES if backend.provider is Provider.ANTHROPIC else None
 
 
 async def messages(request: Request) -> Response:
     services: Services = request.app.state.services
     caller = authenticate(services, request)
-    body = await read_json(request, services.settings.max_body_bytes)
-    model = require_model(body)
-    max_tokens = optional_positive_int(body, "max_tokens")
-    if max_tokens is None:
-        raise bad_request("'max_tokens' is required", param="max_tokens")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise bad_request("'messages' must be a non-empty array", param="messages")
-    stream = body.get("stream") is True
-    tags = request_tags(request.headers, {"user": (body.get("metadata") or {}).get("user_id")})
-    route = services.runtime.route_for(caller.namespace, model)
-    if route is None:
-        raise GatewayError(404, f"model: {model} is not available to you", code="not_found")
-    chosen = routing.plan(route, body, services.rng)
-    chosen = routing.Plan(
-        [b for b in chosen.backends if b.provider is Provider.ANTHROPIC], chosen.decision
+    raw = await read_json(request, services.settings.max_body_bytes)
+    model = require_model(raw)
+    body = upstream_body(raw, services.settings.forward_fake_scripts)
+    user = (body.get("metadata") or {}).get("user_id")
+    system = body.get("system")
+    tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
+
+    def exact_prompt() -> int:
+        count = services.tokens.count_messages(body["messages"]) + services.tokens.count_text(
+            system if isinstance(system, str) else orjson.dumps(system or "").decode()
+        )
+        return count + services.tokens.count_text(tools) + (TOOL_USE_OVERHEAD if tools else 0)
+
+    call = pipeline.Call(
+        endpoint="messages",
+        model=model,
+        body=body,
+        stream=body.get("stream") is True,
+        tags=request_tags(request.headers, {"user": user}),
+        prompt_bound=_bound(body),
+        max_output=body["max_tokens"],
+        exact_prompt=exact_prompt,
+        adapter_for=_adapter,
+        unsupported=f"model '{model}' is served by OpenAI-compatible backends; use "
+        "POST /v1/chat/completions for it",
     )
-    if not chosen.backends:
-        raise bad_request(
-            f"model '{model}' is served by OpenAI-compatible backends; use "
-            "POST /v1/chat/completions for it",
-            param="model",
-        )
-    exchange = Exchange(services, caller, tags, "messages", model, stream=stream)
-    await exchange.admit(route, chosen.backends[0], _bound(body), max_tokens)
-    exchange.route_decision = chosen.decision
-    headers = {"x-llmbudget-request-id": exchange.request_id, "x-llmbudget-route": chosen.decision}
-    try:
-        response = await routing.send(
-            exchange, route, chosen, "/messages", body, headers, lambda _: _forward
-        )
-    except asyncio.CancelledError:
-        exchange.finish(None, 499, "cancelled")
-        raise
-    if response.status_code >= 400 and response.media_type == "application/json":
-        error = orjson.loads(bytes(response.body)).get("error") or {}
-        return anthropic_error(
-            response.status_code, str(error.get("message", "upstream error")), headers
-        )
-    return response
-
-
-async def _forward(
-    exchange: Exchange, backend: Backend, path: str, body: dict[str, Any], headers: dict[str, str]
-) -> Response:
-    upstream = await post(exchange, backend, body, exchange.stream)
-    if upstream.status >= 400 or not exchange.stream:
-        raw = await read_whole(upstream, backend, headers)
-        exchange.finish(Usage.from_anthropic(orjson.loads(raw).get("usage")), 200)
-        return Response(raw, 200, headers, media_type="application/json")
-    return StreamingResponse(
-        _relay(exchange, upstream), headers=headers, media_type="text/event-stream"
-    )
-
-
-async def _relay(exchange: Exchange, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    usage: dict[str, Any] = {}
-    text: list[str] = []
-    status, error_code, complete = 200, None, False
-    try:
-        async for line in upstream.content:
-            if line.startswith(b"data:"):
-                data = orjson.loads(line[5:].strip())
-                kind = data.get("type")
-                if kind == "message_start":
-                    usage.update((data.get("message") or {}).get("usage") or {})
-                elif kind == "message_delta":
-                    usage.update(data.get("usage") or {})  # cumulative: overwrite
-                elif kind == "content_block_delta":
-                    exchange.mark_first_token()
-                    delta = data.get("delta") or {}
-                    text.append(str(delta.get("text") or delta.get("partial_json") or ""))
-            yield line
-        complete = True
-    except asyncio.CancelledError:
-        status, error_code = 499, "client_disconnected"
-        raise
-    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as error:
-        status, error_code = 502, "upstream_stream_cut"
-        log.warning("stream %s cut: %s", exchange.request_id, type(error).__name__)
-    finally:
-        with contextlib.suppress(Exception):
-            (upstream.release if complete else upstream.close)()
-        reported = Usage.from_anthropic(usage) if usage else None
-        if complete and reported is not None and reported.total_tokens > 0:
-            exchange.finish(reported, status)
-        else:
-            estimate = Usage(
-                prompt_tokens=reported.prompt_tokens
-                if reported and reported.prompt_tokens
-                else exchange.prompt_estimate(),
-                completion_tokens=exchange.services.tokens.count_text("".join(text)),
-            )
-            exchange.finish(estimate, status, error_code or "usage_missing", estimated=True)
+    return await pipeline.run(services, caller, call)

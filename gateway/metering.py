@@ -1,9 +1,11 @@
 """One request's meter: reserve before forwarding, settle exactly once after, record always.
 
-`Exchange.admit` asks the budget book for a reservation of the worst-case cost (prompt estimate
-plus max tokens at the chosen backend's prices). `Exchange.finish` settles the reservation to
-the real usage (or releases it when nothing was consumed), writes the ledger row, records
-threshold crossings and updates metrics. It is idempotent: the first call wins.
+`Exchange.admit` asks the budget book for a reservation of the worst-case cost: prompt
+estimate plus max tokens at the most expensive price any backend the request can reach (its
+plan: primary, fallbacks) may charge (pricing.PriceBook.worst_case). `Exchange.finish` settles
+the reservation to the real usage (or releases it when nothing was consumed), writes the
+ledger row, records threshold crossings and updates metrics. It is idempotent: the first call
+wins. Usage that is an estimate (cut streams, undelivered answers) is flagged `estimated`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Exchange:
     route_decision: str | None = None
     attempts: int = 0
     cost_micros: int = 0
+    max_output: int = 0  # completion tokens reserved
     _prompt_bound: int = 0
     _exact_prompt: Callable[[], int] | None = None
     _prompt_exact: int | None = None
@@ -56,32 +59,38 @@ class Exchange:
         if not self.request_id:
             self.request_id = self.services.new_request_id()
 
+    def worst_case(self, backends: list[Backend], prompt_tokens: int) -> int:
+        """Micro-dollars the request may cost at the dearest of `backends`."""
+        prices = self.services.runtime.prices
+        return max(prices.worst_case(b, prompt_tokens, self.max_output).micros for b in backends)
+
     async def admit(
         self,
         route: Route,
-        backend: Backend,
+        backends: list[Backend],
         prompt_tokens: int,
         max_tokens: int,
         exact_prompt: Callable[[], int] | None = None,
     ) -> None:
         """Reserve the worst case or raise a 429 GatewayError naming the budget.
 
-        `prompt_tokens` may be a cheap upper bound; if it would be refused, `exact_prompt`
-        (tokenizing the prompt) decides instead. Either way the reservation is a true worst
-        case, and the tokenizer runs only for requests near a limit."""
-        self.route, self.backend = route, backend
+        `backends` are all the request may reach (primary and fallbacks): the reservation is
+        priced at the dearest. `prompt_tokens` may be a cheap upper bound; if it would be
+        refused, `exact_prompt` (tokenizing the prompt) decides instead. Either way the
+        reservation is a true worst case, and the tokenizer runs only for requests near a
+        limit."""
+        self.route, self.backend = route, backends[0]
         self._prompt_bound, self._exact_prompt = prompt_tokens, exact_prompt
-        book, prices = self.services.book, self.services.runtime.prices
-        worst = Usage(prompt_tokens=prompt_tokens, completion_tokens=max_tokens)
-        cost = prices.cost(backend, worst)
+        self.max_output = max_tokens
+        book = self.services.book
+        tokens = prompt_tokens + max_tokens
+        micros = self.worst_case(backends, prompt_tokens)
         if exact_prompt is not None and book.would_refuse(
-            self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
+            self.caller.namespace, self.tags, micros, tokens, self.started
         ):
-            worst = Usage(prompt_tokens=self.prompt_estimate(), completion_tokens=max_tokens)
-            cost = prices.cost(backend, worst)
-        decision = book.reserve(
-            self.caller.namespace, self.tags, cost.micros, worst.total_tokens, self.started
-        )
+            tokens = self.prompt_estimate() + max_tokens
+            micros = self.worst_case(backends, self.prompt_estimate())
+        decision = book.reserve(self.caller.namespace, self.tags, micros, tokens, self.started)
         if isinstance(decision, Denial):
             self._refuse(decision)
         self.reservation = decision
@@ -144,6 +153,22 @@ class Exchange:
             self._prompt_exact = self._exact_prompt()
         return self._prompt_exact
 
+    def estimate_whole(self, text: str) -> Usage:
+        """Usage of a whole answer that reported none: the prompt estimate and its text."""
+        return Usage(
+            prompt_tokens=self.prompt_estimate(),
+            completion_tokens=self.services.tokens.count_text(text),
+        )
+
+    def estimate_undelivered(self, whole_answer: bool) -> Usage:
+        """Usage of an answer the provider bills but the gateway could not read (a body cut
+        after its 200, a timeout after sending, a 200 that is not JSON): the prompt estimate
+        and, if the whole answer may have been generated, every completion token reserved
+        (its length is unknown: this is the upper bound). A stream that never started stops
+        generating when the gateway hangs up: prompt only."""
+        completion = self.max_output if whole_answer else 0
+        return Usage(prompt_tokens=self.prompt_estimate(), completion_tokens=completion)
+
     def record_attempt(self, status: int, error_code: str) -> None:
         """A failed attempt before a retry or fallback: its own ledger row, nothing billed."""
         self.attempts += 1
@@ -201,8 +226,12 @@ class Exchange:
         error_code: str | None = None,
         estimated: bool = False,
         crossings: list[Crossing] | None = None,
+        at_worst_price: bool = False,
     ) -> None:
-        """Settle (or release) and record. Only the first call has an effect."""
+        """Settle (or release) and record. Only the first call has an effect.
+
+        `at_worst_price`: the usage's split is unknown (an answer never read): it is priced
+        at its dearest split, so that the estimate is an upper bound of the provider's bill."""
         if self.finished:
             return
         self.finished = True
@@ -211,7 +240,11 @@ class Exchange:
         cost_micros, priced = 0, True
         crossings = list(crossings or [])
         if usage is not None and self.backend is not None:
-            cost = services.runtime.prices.cost(self.backend, usage)
+            prices = services.runtime.prices
+            if at_worst_price:
+                cost = prices.worst_case(self.backend, usage.prompt_tokens, usage.completion_tokens)
+            else:
+                cost = prices.cost(self.backend, usage)
             cost_micros, priced = cost.micros, cost.priced
         if self.reservation is not None:
             if usage is None or usage.total_tokens == 0:

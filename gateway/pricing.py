@@ -70,7 +70,9 @@ class PriceBook:
     """Prices for the backends of one config. Lookups in the database are cached."""
 
     def __init__(self) -> None:
-        self._overrides: dict[tuple[str, str, str], Rates] = {}
+        # Overrides are cached by the price itself: two backends of one upstream model may
+        # carry different `pricing` (a team's negotiated price), and each bills at its own.
+        self._overrides: dict[Pricing, Rates] = {}
         self._database: dict[tuple[str, str, str], Any] = {}
 
     @staticmethod
@@ -88,10 +90,9 @@ class PriceBook:
 
     def cost(self, backend: Backend, usage: Usage) -> Cost:
         if backend.pricing is not None:
-            key = self._key(backend)
-            rates = self._overrides.get(key)
+            rates = self._overrides.get(backend.pricing)
             if rates is None:
-                rates = self._overrides[key] = Rates.from_pricing(backend.pricing)
+                rates = self._overrides[backend.pricing] = Rates.from_pricing(backend.pricing)
             return Cost(rates.cost_micros(usage), True)
         model_price = self._database_price(backend)
         if model_price is None:
@@ -108,6 +109,31 @@ class PriceBook:
         )
         total: Decimal = price["total_price"] if isinstance(price, dict) else price.total_price
         return Cost(math.ceil(total * MICROS_PER_USD), True)
+
+    def worst_case(self, backend: Backend, prompt_tokens: int, completion_tokens: int) -> Cost:
+        """The most `prompt_tokens` in and `completion_tokens` out can cost at this backend,
+        whatever their split: every input token a cache write (dearer than plain input at
+        Anthropic) or not, every output token reasoning (priced apart by some overrides) or
+        not. A reservation at this price is never exceeded by the real usage."""
+        shapes = [
+            Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+            Usage(
+                prompt_tokens=prompt_tokens,
+                cache_write_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            ),
+        ]
+        shapes += [
+            Usage(
+                prompt_tokens=u.prompt_tokens,
+                cache_write_tokens=u.cache_write_tokens,
+                completion_tokens=completion_tokens,
+                reasoning_tokens=completion_tokens,
+            )
+            for u in list(shapes)
+        ]
+        costs = [self.cost(backend, usage) for usage in shapes]
+        return Cost(max(c.micros for c in costs), all(c.priced for c in costs))
 
 
 def _lookup_database(backend: Backend) -> Any:

@@ -1,7 +1,9 @@
 """Exact-match response cache, in process (LRU with a TTL per route).
 
-Key: the route and the request normalised (JSON with sorted keys, without `stream`,
-`stream_options` and the `user` field, which do not change the answer). Only complete,
+Key: the caller's namespace, the route and the request normalised (JSON with sorted keys,
+without `stream`, `stream_options` and the `user` field, which do not change the answer). The
+namespace is part of the key so that a shared route's cache never tells one team what another
+sent: a hit is only ever an answer to the same namespace's own earlier request. Only complete,
 successful non-streaming chat answers are stored; a hit is served as JSON, or as an SSE stream
 when the request streams. Hits cost nothing and reach no provider; they are counted in
 `llmbudget_cache_requests_total{result}` and `llmbudget_cache_saved_usd_total`. A request with
@@ -38,10 +40,10 @@ class ResponseCache:
         self._bytes = 0
 
     @staticmethod
-    def key(route: Route, body: dict[str, Any]) -> str:
+    def key(route: Route, namespace: str, body: dict[str, Any]) -> str:
         normalised = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
         payload = orjson.dumps(
-            [route.namespace, route.name, normalised], option=orjson.OPT_SORT_KEYS
+            [namespace, route.namespace, route.name, normalised], option=orjson.OPT_SORT_KEYS
         )
         return hashlib.sha256(payload).hexdigest()
 

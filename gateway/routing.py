@@ -1,11 +1,13 @@
 """Which backend serves a request, and what happens when it fails.
 
 The primary backend comes from the route's complexity tiers (complexity.py) or, without
-tiers, from the weights. Each backend gets `retry.attempts` more tries on rate limits, 5xx,
-timeouts and connection errors, with exponential backoff and jitter (a provider's Retry-After
+tiers, from the weights. Each backend gets `retry.attempts` more tries on rate limits, 5xx
+and connection errors, with exponential backoff and jitter (a provider's Retry-After
 is honoured up to `retry.maxBackoff`); then the route's fallbacks are tried in order. A
 stream is never retried once it has started: failures are only seen before the first byte.
 Every failed attempt has its own ledger row; the caller pays for the attempt that succeeded.
+An attempt the provider bills without the gateway getting the answer (a timeout after sending,
+a body cut after its 200) is never retried: it is billed at an estimate and answered.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from starlette.responses import Response
 
 from llmbudget_gateway.complexity import choose_tier
 from llmbudget_gateway.contract.config import Backend, Retry, Route
-from llmbudget_gateway.forwarding import UpstreamFailure
 from llmbudget_gateway.metering import Exchange
 from llmbudget_gateway.runtime import pick_weighted
+from llmbudget_gateway.upstream_errors import UpstreamFailure
 
-Forward = Callable[[Exchange, Backend, str, dict[str, Any], dict[str, str]], Awaitable[Response]]
+Attempt = Callable[[Backend], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
 class Plan:
     backends: list[Backend]  # primary first, then fallbacks
     decision: str  # for the x-llmbudget-route header and the ledger
+
+    def only(self, keep: Callable[[Backend], bool]) -> Plan:
+        return Plan([b for b in self.backends if keep(b)], self.decision)
 
 
 def plan(route: Route, body: dict[str, Any], rng: random.Random) -> Plan:
@@ -46,9 +51,6 @@ def plan(route: Route, body: dict[str, Any], rng: random.Random) -> Plan:
     return Plan(order, decision)
 
 
-ForwardFor = Callable[[Backend], Forward]
-
-
 def backoff(retry: Retry, attempt: int, retry_after: float | None, rng: random.Random) -> float:
     """Seconds before retry number `attempt` (0-based): exponential, jittered, capped."""
     delay: float = min(retry.max_backoff_seconds, retry.initial_backoff_seconds * 2**attempt)
@@ -58,33 +60,31 @@ def backoff(retry: Retry, attempt: int, retry_after: float | None, rng: random.R
     return delay
 
 
-async def send(
-    exchange: Exchange,
-    route: Route,
-    chosen: Plan,
-    path: str,
-    body: dict[str, Any],
-    headers: dict[str, str],
-    forward_for: ForwardFor,
-) -> Response:
-    """Try the plan's backends in order; `forward_for(backend)` picks each one's forwarder."""
+async def send(exchange: Exchange, route: Route, chosen: Plan, attempt: Attempt) -> Response:
+    """Try the plan's backends in order with `attempt(backend)`; the last failure is raised
+    as a GatewayError after the exchange is settled. A failure the provider bills (see
+    UpstreamFailure.billable) is settled at an estimate and never retried."""
     backends = chosen.backends
     rng = exchange.services.rng
     for index, backend in enumerate(backends):
         exchange.backend = backend
-        for attempt in range(route.retry.attempts + 1):
+        for number in range(route.retry.attempts + 1):
             try:
-                return await forward_for(backend)(
-                    exchange, backend, path, {**body, "model": backend.model}, headers
-                )
+                return await attempt(backend)
             except UpstreamFailure as failure:
+                if failure.billable:
+                    usage = exchange.estimate_undelivered(failure.whole_answer)
+                    exchange.finish(
+                        usage, failure.status, failure.code, estimated=True, at_worst_price=True
+                    )
+                    raise failure.error() from None
                 last_backend = index == len(backends) - 1
-                retry_here = failure.retryable and attempt < route.retry.attempts
+                retry_here = failure.retryable and number < route.retry.attempts
                 if failure.client_error or (last_backend and not retry_here):
                     exchange.finish(None, failure.status, failure.code)
-                    return failure.response()
-                exchange.record_attempt(failure.status, failure.code)
+                    raise failure.error() from None
+                exchange.record_attempt(failure.upstream_status, failure.code)
                 if not retry_here:
                     break  # next backend
-                await asyncio.sleep(backoff(route.retry, attempt, failure.retry_after, rng))
+                await asyncio.sleep(backoff(route.retry, number, failure.retry_after, rng))
     raise AssertionError("unreachable: the last backend always answers")

@@ -42,6 +42,18 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     serve.add_argument("--port", type=int, default=8080, help="listen port (default %(default)s)")
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="port of the separate /metrics listener, never the API port (default "
+        "%(default)s; 0: no metrics listener)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default=None,
+        help="listen address of /metrics (default: the --host address)",
+    )
+    serve.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".llmbudget"),
@@ -168,6 +180,9 @@ async def _serve(args: argparse.Namespace) -> int:
         spike_percent=args.spike_percent,
         spike_min_micros=usd_to_micros(args.spike_min_usd),
         upstream_override=override,
+        forward_fake_scripts=args.fake_upstream,
+        metrics_host=args.metrics_host or args.host,
+        metrics_port=args.metrics_port or None,
         drain_seconds=args.drain_seconds,
     )
     public_url = f"http://{args.host}:{args.port}/v1"
@@ -181,23 +196,20 @@ async def _serve(args: argparse.Namespace) -> int:
         for issue in error.issues:
             print(f"  {issue}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(
+    config = uvicorn_config(
         create_app(settings, loader),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        access_log=False,
-        http="httptools" if _has("httptools") else "h11",
         timeout_graceful_shutdown=30,
-        proxy_headers=False,  # no client addresses are used; saves work per request
-        lifespan="on",
     )
     server = GatewayServer(config)
     keys_dir = args.state_dir / "keys"
     print(
         f"llmbudget gateway: {public_url}  (admin API "
         f"{'on' if settings.admin_token else 'off'}; "
-        f"{'fake upstream ' + override if override else 'real providers'})",
+        f"{'fake upstream ' + override if override else 'real providers'}; metrics "
+        f"{'off' if settings.metrics_port is None else f'on port {settings.metrics_port}'})",
         flush=True,
     )
     if keys_dir.is_dir():
@@ -208,6 +220,23 @@ async def _serve(args: argparse.Namespace) -> int:
         if fake_runner is not None:
             await fake_runner.cleanup()
     return 0 if server.started else 1
+
+
+def uvicorn_config(app: Any, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's config for the gateway: httptools with the HTTP limits of http_limits.py
+    (JSON errors for oversized URLs and headers), no access log, no proxy headers."""
+    from llmbudget_gateway.http_limits import LimitedHttpToolsProtocol
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        http=LimitedHttpToolsProtocol,
+        proxy_headers=False,  # no client addresses are used; saves work per request
+        lifespan="on",
+        **options,
+    )
 
 
 def _freeze_startup_heap() -> None:
@@ -249,9 +278,3 @@ class GatewayServer(uvicorn.Server):
             self._loop.call_soon_threadsafe(self._loop.call_later, drain.seconds, stop)
             return
         super().handle_exit(sig, frame)
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None

@@ -28,6 +28,13 @@ class Settings:
     prune_interval: float = 3600.0
     ledger_flush_interval: float = 0.05
     upstream_override: str | None = None  # send every backend here (the built-in fake upstream)
+    # forward a request's `fake` object (the built-in fake provider's script) to providers:
+    # only with the fake provider (--fake-upstream, tests); otherwise it is refused or dropped
+    forward_fake_scripts: bool = False
+    # /metrics is served on its own listener, never on the API port (teams must not read
+    # every namespace's spend); None: no metrics listener
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     mint_standalone_keys: bool = True  # standalone mode: mint keys TokenBudgets ask for
     spike_percent: int = 100  # a day's spend this much above the day before is a spike
     spike_min_micros: int = 1_000_000  # ... when the day's spend reaches this (1 USD)

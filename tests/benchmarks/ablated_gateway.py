@@ -25,8 +25,8 @@ def _switch_off(parts: set[str]) -> None:
     def submit(self: LedgerWriter, record: object, crossings: object = None) -> None:
         pass
 
-    async def admit(self: Exchange, route: Any, backend: Any, *_: Any) -> None:
-        self.route, self.backend = route, backend
+    async def admit(self: Exchange, route: Any, backends: Any, *_: Any) -> None:
+        self.route, self.backend = route, backends[0]
 
     def finish(self: Exchange, *_: Any, **__: Any) -> None:
         self.finished = True

@@ -237,6 +237,8 @@ def gateway(executable: list[str], manifests: Path, port: int, state: Path) -> l
         str(manifests),
         "--port",
         str(port),
+        "--metrics-port",
+        "0",
         "--state-dir",
         str(state),
         "--log-level",

@@ -172,7 +172,8 @@ def main() -> int:
     process = subprocess.Popen(
         [
             str(gateway), "serve", str(workdir / "manifests"), "--port", str(port),
-            "--state-dir", str(workdir / "state"), "--fake-upstream", "--log-level", "warning",
+            "--metrics-port", "0", "--state-dir", str(workdir / "state"), "--fake-upstream",
+            "--log-level", "warning",
         ],
         cwd=workdir,
         env={**os.environ, "LLMBUDGET_LEDGER_DSN": args.ledger_dsn or ""},

@@ -10,12 +10,14 @@ import pytest
 from tests.gateway.harness import (
     FakeProvider,
     Gateway,
+    LoopThread,
     budget_manifest,
     key_secret,
     route_manifest,
     start_fake_provider,
     stop_fake_provider,
 )
+from tests.gateway.recording_provider import RecordingProvider, Tokenizer
 
 TEAM_KEY = "sk-llmb-team-key"
 OTHER_KEY = "sk-llmb-other-key"
@@ -32,6 +34,24 @@ def fake() -> Iterator[FakeProvider]:
     provider = start_fake_provider()
     yield provider
     stop_fake_provider(provider)
+
+
+@pytest.fixture(scope="session")
+def _recording_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordingProvider]:
+    loop = LoopThread()
+    provider = RecordingProvider(Tokenizer(tmp_path_factory.mktemp("tiktoken")))
+    loop.run(provider.start())
+    yield provider
+    loop.run(provider.stop())
+    loop.stop()
+
+
+@pytest.fixture
+def recorder(_recording_provider: RecordingProvider) -> RecordingProvider:
+    """The recording provider (tests/gateway/recording_provider.py), its bills cleared."""
+    _recording_provider.bills.clear()
+    _recording_provider.calls.clear()
+    return _recording_provider
 
 
 GatewayFactory = Callable[..., Gateway]

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from llmbudget_gateway import fake_upstream
 from llmbudget_gateway.app import create_app
+from llmbudget_gateway.serve import uvicorn_config
 from llmbudget_gateway.services import Services
 from llmbudget_gateway.settings import Settings
 from llmbudget_gateway.standalone import load_standalone
@@ -116,6 +117,7 @@ class Gateway:
     manifests: Path
     state_dir: Path
     port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
     settings_overrides: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +129,11 @@ class Gateway:
     @property
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics, on its own listener (never the API port)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def services(self) -> Services:
@@ -145,17 +152,17 @@ class Gateway:
             admin_token=ADMIN_TOKEN,
             reload_interval=0.1,
             ledger_flush_interval=0.01,
-            **self.settings_overrides,
+            **{
+                "forward_fake_scripts": True,  # the fake providers are scripted by `fake`
+                "metrics_port": self.metrics_port,
+                **self.settings_overrides,
+            },
         )
         loader: Callable[[], Any] = lambda: load_standalone(  # noqa: E731
             self.manifests, settings.shared_namespace, self.state_dir, self.url
         )
-        config = uvicorn.Config(
-            create_app(settings, loader),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
+        config = uvicorn_config(
+            create_app(settings, loader), "127.0.0.1", self.port, log_level="warning"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

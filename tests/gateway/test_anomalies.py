@@ -91,7 +91,7 @@ def test_spikes_and_forecasts_through_the_gateway(make_gateway: GatewayFactory) 
     body = usage()
     spikes = body["spikes"]
     assert isinstance(spikes, list) and spikes[0]["key"] == f"{today}/"
-    metrics = httpx.get(f"{gateway.root}/metrics").text
+    metrics = httpx.get(gateway.metrics_url).text
     assert 'llmbudget_spend_spike{namespace="team",project=""} 1.0' in metrics
     limits = body["limits"]
     assert isinstance(limits, list)

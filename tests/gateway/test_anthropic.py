@@ -116,7 +116,7 @@ def test_openai_sdk_through_an_anthropic_backend(make_gateway: GatewayFactory, f
     reply = client(gateway).chat.completions.create(
         model="claude-sonnet-4.5",
         messages=messages,  # type: ignore[arg-type]
-        extra_body={"anthropic": {"fake": {"cache_read": 100, "cache_write": 20}}},
+        extra_body={"fake": {"cache_read": 100, "cache_write": 20}},
     )
     assert reply.choices[0].message.content and reply.choices[0].finish_reason == "stop"
     assert reply.usage is not None and reply.usage.prompt_tokens == 2 + 7 + 100 + 20

@@ -71,7 +71,7 @@ def scan(tmp_path: Path, fake: FakeProvider, postgres: PostgresServer) -> None:
     process = subprocess.Popen(
         [
             str(GATEWAY), "serve", str(manifests), "--port", str(port),
-            "--state-dir", str(tmp_path / "state"), "--log-level", "debug",
+            "--metrics-port", "0", "--state-dir", str(tmp_path / "state"), "--log-level", "debug",
             "--admin-token-file", str(tmp_path / "admin"),
             "--ledger-dsn-file", str(tmp_path / "dsn"),
         ],

@@ -1,4 +1,4 @@
-"""Unit tests of the proxy module's helpers."""
+"""Unit tests of the pipeline's settle-on-failure guard."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmbudget_gateway.proxy import settled_on_failure
+from llmbudget_gateway.pipeline import settled_on_failure
 
 
 class RecordingExchange:

@@ -269,15 +269,17 @@ def test_scoped_budget_applies_only_to_its_project(make_gateway: GatewayFactory)
     assert usage_of(gateway, "team/apollo")["limits"][0]["spentTokens"] == 19
 
 
-def test_upstream_errors_pass_through_openai_shaped(make_gateway: GatewayFactory) -> None:
+def test_upstream_errors_are_mapped_openai_shaped(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway()
     with pytest.raises(openai.InternalServerError) as caught:
         client(gateway).chat.completions.create(
             model="gpt-4.1", messages=MESSAGES, extra_body={"fake": {"status": 500}}
         )
-    assert caught.value.code == "fake_500"
+    # the gateway's own error (the provider's text is logged, redacted, never relayed)
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_error"
+    assert "fake upstream failure" not in caught.value.response.text
     row = records(gateway)[0]
-    assert (row["status"], row["error_code"], row["cost_micros"]) == (500, "fake_500", 0)
+    assert (row["status"], row["error_code"], row["cost_micros"]) == (502, "upstream_error", 0)
     assert usage_of(gateway)["limits"][0]["reservedTokens"] == 0  # released
 
 
@@ -352,7 +354,7 @@ def test_unpriced_model_is_served_and_flagged(make_gateway: GatewayFactory, fake
     client(gateway).chat.completions.create(model="my-private-llm", messages=MESSAGES)
     row = records(gateway)[0]
     assert row["unpriced"] and row["cost_micros"] == 0 and row["completion_tokens"] == 12
-    metrics = httpx.get(f"{gateway.root}/metrics").text
+    metrics = httpx.get(gateway.metrics_url).text
     assert 'llmbudget_unpriced_requests_total{model="my-private-llm",namespace="team"} 1.0' in (
         metrics
     )
@@ -361,7 +363,7 @@ def test_unpriced_model_is_served_and_flagged(make_gateway: GatewayFactory, fake
 def test_metrics_health_and_readiness(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway()
     client(gateway).chat.completions.create(model="gpt-4.1", messages=MESSAGES)
-    text = httpx.get(f"{gateway.root}/metrics").text
+    text = httpx.get(gateway.metrics_url).text
     for line in (
         'llmbudget_requests_total{model="gpt-4.1",namespace="team",status="200"} 1.0',
         'llmbudget_tokens_total{model="gpt-4.1",namespace="team",type="prompt"} 7.0',

@@ -23,10 +23,12 @@ ROUTE = Route(
 
 def test_keys_ignore_stream_and_user_but_not_the_prompt() -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
-    key = ResponseCache.key(ROUTE, body)
-    assert key == ResponseCache.key(ROUTE, {**body, "stream": True, "user": "ada"})
-    assert key != ResponseCache.key(ROUTE, {**body, "messages": [{"role": "user", "content": "b"}]})
-    assert key != ResponseCache.key(ROUTE, {**body, "temperature": 0.5})
+    key = ResponseCache.key(ROUTE, "n", body)
+    assert key == ResponseCache.key(ROUTE, "n", {**body, "stream": True, "user": "ada"})
+    other = {**body, "messages": [{"role": "user", "content": "b"}]}
+    assert key != ResponseCache.key(ROUTE, "n", other)
+    assert key != ResponseCache.key(ROUTE, "n", {**body, "temperature": 0.5})
+    assert key != ResponseCache.key(ROUTE, "other-namespace", body)
 
 
 def test_ttl_and_lru_eviction() -> None:
@@ -92,7 +94,7 @@ def test_hits_cost_nothing_and_are_counted(make_gateway: GatewayFactory, fake: A
     assert sorted(r["cost_micros"] for r in rows) == [0, 0, 110, 110]
     assert sum(r["route_decision"] == "cache hit" for r in rows) == 2
     assert usage_of(gateway)["limits"][0]["spentMicros"] == 220
-    metrics = httpx.get(f"{gateway.root}/metrics").text
+    metrics = httpx.get(gateway.metrics_url).text
     assert (
         'llmbudget_cache_requests_total{model="cached-model",namespace="team",result="hit"} 2.0'
     ) in metrics

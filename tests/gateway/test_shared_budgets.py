@@ -160,7 +160,7 @@ def test_database_outage_fails_closed_or_open_and_loses_no_row(
         assert sum(r["cost_micros"] for r in rows) == billed * COST_MICROS
         statuses = sorted(r["status"] for r in rows)
         assert statuses == ([200] * 4 if fail_open else [200, 503])
-        metrics = httpx.get(f"{gateway.root}/metrics").text
+        metrics = httpx.get(gateway.metrics_url).text
         assert "llmbudget_ledger_unavailable_total" in metrics
     finally:
         server.stop()

@@ -47,7 +47,9 @@ async def _load(url: str, n: int) -> list[str | None]:
         await sdk.close()
 
 
-def start_gateway(tmp_path: Path, fake: FakeProvider) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(
+    tmp_path: Path, fake: FakeProvider, metrics_port: int = 0
+) -> tuple[subprocess.Popen[bytes], int]:
     manifests = tmp_path / "manifests"
     manifests.mkdir(exist_ok=True)
     (manifests / "all.yaml").write_text(
@@ -65,6 +67,8 @@ def start_gateway(tmp_path: Path, fake: FakeProvider) -> tuple[subprocess.Popen[
             str(manifests),
             "--port",
             str(port),
+            "--metrics-port",
+            str(metrics_port),
             "--state-dir",
             str(tmp_path / "state"),
             "--log-level",
@@ -155,9 +159,10 @@ def test_sigkill_loses_at_most_the_last_flush_and_says_so(
     )
     assert len(lost) < len(answered) / 2
     # Reported: the next start on the same state directory says so, in the log and a metric.
-    again, port = start_gateway(tmp_path, fake)
+    metrics_port = free_port()
+    again, port = start_gateway(tmp_path, fake, metrics_port)
     try:
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert "llmbudget_unclean_shutdowns_total 1.0" in metrics
         again.send_signal(signal.SIGTERM)
         output = again.communicate(timeout=30)[0].decode()
@@ -166,11 +171,11 @@ def test_sigkill_loses_at_most_the_last_flush_and_says_so(
             again.kill()
     assert "did not shut down cleanly" in output
     # ... and a clean stop leaves nothing to report
-    third, port = start_gateway(tmp_path, fake)
+    third, port = start_gateway(tmp_path, fake, metrics_port)
     try:
         assert (
             "llmbudget_unclean_shutdowns_total 0.0"
-            in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         )
     finally:
         third.terminate()

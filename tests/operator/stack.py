@@ -92,6 +92,7 @@ class Stack:
     gateway_args: tuple[str, ...] = ()
     sync_interval: float = 1.0
     gateway_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     liveness_port: int = field(default_factory=free_port)
     operator: subprocess.Popen[bytes] | None = None
     gateway: subprocess.Popen[bytes] | None = None
@@ -186,6 +187,8 @@ class Stack:
                 str(self.mount),
                 "--port",
                 str(self.gateway_port),
+                "--metrics-port",
+                str(self.metrics_port),
                 "--state-dir",
                 str(self.workdir / "state"),
                 "--reload-interval",
