@@ -33,6 +33,7 @@ from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.crash_marker import CrashMarker
 from llmbudget_gateway.drain import Drain, closing
 from llmbudget_gateway.errors import GatewayError, error_body
+from llmbudget_gateway.ledger.lock import LedgerLock
 from llmbudget_gateway.ledger.postgres import PostgresLedger
 from llmbudget_gateway.ledger.sqlite import SqliteLedger
 from llmbudget_gateway.ledger.writer import LedgerWriter
@@ -139,6 +140,10 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
+        lock = None
+        if settings.ledger_dsn is None:  # one process per SQLite ledger (ledger/lock.py)
+            lock = LedgerLock(settings.ledger_file)
+            await lock.acquire()
         marker = CrashMarker(settings.state_dir)
         unclean = marker.arm()
         store = await open_store(settings)
@@ -219,6 +224,8 @@ def create_app(settings: Settings, loader: Loader) -> HotPath:
             await services.session.close()
             if writer.depth == 0:
                 marker.disarm()
+            if lock is not None:
+                lock.release()
             log.info("gateway stopped: %d ledger rows written", writer.written)
 
     app = FastAPI(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
 from tests.gateway.conftest import TEAM_KEY
 from tests.gateway.harness import (
@@ -48,7 +49,7 @@ async def _load(url: str, n: int) -> list[str | None]:
 
 
 def start_gateway(
-    tmp_path: Path, fake: FakeProvider, metrics_port: int = 0
+    tmp_path: Path, fake: FakeProvider, metrics_port: int = 0, *extra: str
 ) -> tuple[subprocess.Popen[bytes], int]:
     manifests = tmp_path / "manifests"
     manifests.mkdir(exist_ok=True)
@@ -73,6 +74,7 @@ def start_gateway(
             str(tmp_path / "state"),
             "--log-level",
             "warning",
+            *extra,
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -180,3 +182,38 @@ def test_sigkill_loses_at_most_the_last_flush_and_says_so(
     finally:
         third.terminate()
         third.wait(timeout=30)
+
+
+def test_sigterm_with_a_drain_keeps_serving_and_sends_clients_away(
+    tmp_path: Path, fake: FakeProvider
+) -> None:
+    """--drain-seconds: after SIGTERM the gateway is unready, still answers every request (on
+    a kept-alive connection too) with Connection: close, then stops and keeps every row."""
+    process, port = start_gateway(tmp_path, fake, 0, "--drain-seconds", "2")
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {TEAM_KEY}"}
+    body = {"model": "gpt-4.1", "messages": MESSAGES, "max_tokens": 3}
+    try:
+        with httpx.Client(base_url=url, headers=headers) as client:
+            before = client.post("/v1/chat/completions", json=body)
+            assert before.status_code == 200
+            assert before.headers.get("connection") != "close"  # keep-alive as usual
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json() == {"status": "draining"}
+            assert ready.headers["connection"] == "close"
+            during = [client.post("/v1/chat/completions", json=body) for _ in range(3)]
+            assert [r.status_code for r in during] == [200, 200, 200]
+            assert all(r.headers["connection"] == "close" for r in during)
+            assert process.poll() is None  # still up inside the drain
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/readyz", timeout=2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    count = db.execute("SELECT count(*) FROM requests WHERE status = 200").fetchone()[0]
+    db.close()
+    assert count == 4

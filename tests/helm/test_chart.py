@@ -122,6 +122,48 @@ def test_optional_objects(helm: Path) -> None:
     assert "ConfigMap" not in found
 
 
+@pytest.mark.parametrize(
+    "values",
+    [(), ("--set", "gateway.ledger.type=postgres", "--set", "gateway.ledger.postgres.dsnSecret=d",
+          "--set", "gateway.fakeUpstream=true", "--set", "gateway.maxBodyBytes=16777216")],
+)  # fmt: skip
+def test_the_gateway_command_parses_with_the_gateways_own_cli(
+    helm: Path, values: tuple[str, ...]
+) -> None:
+    """Every flag the chart renders is one the gateway takes, with a value it accepts (large
+    integers once rendered as 4.194304e+06 and crash-looped the Pod on a real node)."""
+    from llmbudget_gateway.cli import build_parser
+
+    docs = template(helm, *values)
+    gateway = next(d for d in docs if d["metadata"]["name"] == "rel-llmbudget-gateway"
+                   and d["kind"] == "Deployment")  # fmt: skip
+    command = gateway["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "llmbudget-gateway"
+    args = build_parser().parse_args(command[1:])
+    assert args.max_body_bytes == (16777216 if values else 4194304)
+    assert args.metrics_port == 9090 and args.port == 8080
+    assert args.drain_seconds == 5
+    assert args.fake_upstream is bool(values)
+
+
+def test_metrics_have_their_own_port_for_the_service_monitor_and_policy(helm: Path) -> None:
+    docs = template(
+        helm, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
+        "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    )  # fmt: skip
+    by_kind = {d["kind"]: d for d in docs}
+    ports = {p["name"]: p["port"] for p in by_kind["Service"]["spec"]["ports"]}
+    assert ports == {"http": 8080, "metrics": 9090}
+    assert by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == "metrics"
+    ingress = by_kind["NetworkPolicy"]["spec"]["ingress"]
+    assert [rule["ports"] for rule in ingress] == [[{"port": 8080}], [{"port": 9090}]]
+    assert ingress[1]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    # without metricsFrom, nobody outside the gateway's Pods may scrape
+    closed = template(helm, "--set", "networkPolicy.enabled=true")
+    policy = next(d for d in closed if d["kind"] == "NetworkPolicy")
+    assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [[{"port": 8080}]]
+
+
 def test_postgres_ledger_allows_several_replicas(helm: Path) -> None:
     docs = template(
         helm,

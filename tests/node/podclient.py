@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -59,6 +60,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         default_headers={"X-Project": args.project},
     )
     ok: list[str] = []
+    done_at: list[float] = []  # when each 200 arrived: the longest gap shows an outage
     failures: dict[str, int] = {}
     failed_ids: list[str] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -76,11 +78,12 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 await client.chat.completions.create(
                     model=args.model,
-                    messages=[{"role": "user", "content": f"request {index}"}],
+                    messages=[{"role": "user", "content": f"request {ident}"}],  # uncached
                     max_tokens=4,
                     user=ident,
                 )
                 ok.append(ident)
+                done_at.append(time.monotonic())
             except openai.APIStatusError as error:
                 kind = f"http {error.status_code}"
                 failures[kind] = failures.get(kind, 0) + 1
@@ -93,7 +96,9 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(args.pause)
 
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    gaps = [b - a for a, b in itertools.pairwise(done_at)]
     return {
+        "longest_gap_s": round(max(gaps, default=0.0), 3),
         "sent": len(ok) + len(failed_ids),
         "ok": ok,
         "failures": failures,

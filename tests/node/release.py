@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import REPO
-from tests.node.conftest import NodeCluster
+from tests.node.cluster import NodeCluster
 
 CHART = REPO / "helm" / "llmbudget"
 EXAMPLES = REPO / "examples"

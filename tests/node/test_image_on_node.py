@@ -8,7 +8,7 @@ import time
 
 import yaml
 
-from tests.node.conftest import NodeCluster
+from tests.node.cluster import NodeCluster
 
 PROBE = textwrap.dedent("""\
     import json, os, subprocess, tiktoken
