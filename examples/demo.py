@@ -61,7 +61,7 @@ def key(kube: Kube, namespace: str, secret: str) -> str | None:
 
 
 def on_pods() -> int:
-    from tests.node.cluster import FIGURES, NodeManager
+    from tests.node.cluster import NodeManager
     from tests.node.release import Release, wait_until
 
     started = time.monotonic()
@@ -98,7 +98,7 @@ def on_pods() -> int:
         release.uninstall()
     finally:
         left = manager.stop()
-    for name, value in FIGURES.items():
+    for name, value in manager.figures.items():
         print(f"  {name}: {value}")
     print(f"Done in {time.monotonic() - started:.0f} s; host restored: {not left}")
     return 0 if not left else 1

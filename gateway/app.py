@@ -31,7 +31,7 @@ from llmbudget_gateway import (
 from llmbudget_gateway.budgets import BudgetBook
 from llmbudget_gateway.contract import GatewayConfig
 from llmbudget_gateway.crash_marker import CrashMarker
-from llmbudget_gateway.drain import Drain, closing
+from llmbudget_gateway.drain import Drain, StartupCancelled, closing
 from llmbudget_gateway.errors import GatewayError, error_body
 from llmbudget_gateway.ledger.lock import LedgerLock
 from llmbudget_gateway.ledger.postgres import PostgresLedger
@@ -84,9 +84,11 @@ async def _prune_forever(services: Services) -> None:
         await asyncio.sleep(services.settings.prune_interval)
 
 
-async def open_store(settings: Settings) -> SqliteLedger | PostgresLedger:
+async def open_store(
+    settings: Settings, stopping: Callable[[], bool] = lambda: False
+) -> SqliteLedger | PostgresLedger:
     """The ledger the settings choose. A PostgreSQL server that is down at start is waited for
-    (the process stays unready, it does not crash-loop)."""
+    (the process stays unready, it does not crash-loop), until `stopping()`."""
     dsn = settings.ledger_dsn
     if dsn is None:
         return SqliteLedger(settings.ledger_file)
@@ -97,6 +99,8 @@ async def open_store(settings: Settings) -> SqliteLedger | PostgresLedger:
         except psycopg.OperationalError as error:
             # psycopg's message names host and port, never the password
             log.error("ledger database %s unavailable: %s", settings.ledger_description, error)
+            if stopping():
+                raise StartupCancelled("stopped while waiting for the ledger database") from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -134,99 +138,110 @@ async def _watch_spikes(services: Services) -> None:
         await asyncio.sleep(services.settings.spike_interval)
 
 
+async def _start(
+    app: FastAPI, settings: Settings, loader: Loader, stack: contextlib.AsyncExitStack
+) -> None:
+    """Build the services into `app.state`, registering each release on `stack`."""
+    drain: Drain = app.state.drain
+    config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
+    if settings.ledger_dsn is None:  # one process per SQLite ledger (ledger/lock.py)
+        lock = LedgerLock(settings.ledger_file)
+        await lock.acquire(stopping=lambda: drain.stop_requested)
+        stack.callback(lock.release)
+    marker = CrashMarker(settings.state_dir)
+    unclean = marker.arm()
+    store = await open_store(settings, stopping=lambda: drain.stop_requested)
+    shared = None
+    if settings.ledger_dsn is not None:
+        shared = SharedBudgets(
+            settings.ledger_dsn, settings.reservation_lease_seconds, settings.ledger_fail_open
+        )
+        await shared.open()
+        stack.push_async_callback(shared.close)
+    writer = LedgerWriter(store, flush_interval=settings.ledger_flush_interval)
+    writer.start()
+
+    async def close_writer() -> None:
+        await writer.close()  # flushes every buffered row (SIGTERM path)
+        if writer.depth == 0:
+            marker.disarm()
+        log.info("gateway stopped: %d ledger rows written", writer.written)
+
+    stack.push_async_callback(close_writer)
+    book = BudgetBook()
+    metrics = Metrics(book, lambda: writer.depth)
+    if unclean:
+        metrics.unclean_shutdowns.inc()
+        log.warning(
+            "the previous gateway process on %s did not shut down cleanly (killed?): "
+            "ledger rows of requests it finished in its last %.0f ms, and requests it had "
+            "in flight, may be missing",
+            settings.state_dir,
+            settings.ledger_flush_interval * 1000,
+        )
+    tokens = TokenCounter(settings.state_dir / "tiktoken")
+    await asyncio.to_thread(tokens.warm_up)
+    session = create_session()
+    stack.push_async_callback(session.close)
+    services = Services(
+        settings=settings,
+        runtime=Runtime.build(GatewayConfig()),
+        book=book,
+        ledger=writer,
+        store=store,
+        metrics=metrics,
+        session=session,
+        tokens=tokens,
+        shared=shared,
+    )
+    await apply_with_restore(services, config)
+    watcher = ConfigWatcher(
+        services,
+        settings.config_path,
+        loader,
+        partial(apply_with_restore, services),
+        settings.reload_interval,
+    )
+    tasks = [
+        asyncio.create_task(watcher.run(), name="config-watcher"),
+        asyncio.create_task(_prune_forever(services), name="ledger-prune"),
+        asyncio.create_task(_watch_spikes(services), name="spend-spikes"),
+    ]
+    if shared is not None:
+        tasks.append(asyncio.create_task(_share_forever(services, shared), name="shared"))
+
+    async def cancel_tasks() -> None:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    stack.push_async_callback(cancel_tasks)
+    if settings.metrics_port is not None:
+        scrape = await metrics_server.start(
+            lambda: services.metrics, settings.metrics_host, settings.metrics_port
+        )
+        stack.push_async_callback(scrape.cleanup)
+    app.state.services = services
+    app.state.watcher = watcher
+    log.info(
+        "gateway ready: config revision %s, ledger %s",
+        services.runtime.revision,
+        settings.ledger_description,
+    )
+
+
 def create_app(settings: Settings, loader: Loader) -> HotPath:
     """`loader` returns the config (raising ConfigError); it is called at start and on reload."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        config = await asyncio.to_thread(loader)  # an invalid config at start is fatal
-        lock = None
-        if settings.ledger_dsn is None:  # one process per SQLite ledger (ledger/lock.py)
-            lock = LedgerLock(settings.ledger_file)
-            await lock.acquire()
-        marker = CrashMarker(settings.state_dir)
-        unclean = marker.arm()
-        store = await open_store(settings)
-        shared = None
-        if settings.ledger_dsn is not None:
-            shared = SharedBudgets(
-                settings.ledger_dsn,
-                settings.reservation_lease_seconds,
-                settings.ledger_fail_open,
-            )
-            await shared.open()
-        writer = LedgerWriter(store, flush_interval=settings.ledger_flush_interval)
-        writer.start()
-        book = BudgetBook()
-        metrics = Metrics(book, lambda: writer.depth)
-        if unclean:
-            metrics.unclean_shutdowns.inc()
-            log.warning(
-                "the previous gateway process on %s did not shut down cleanly (killed?): "
-                "ledger rows of requests it finished in its last %.0f ms, and requests it had "
-                "in flight, may be missing",
-                settings.state_dir,
-                settings.ledger_flush_interval * 1000,
-            )
-        tokens = TokenCounter(settings.state_dir / "tiktoken")
-        await asyncio.to_thread(tokens.warm_up)
-        services = Services(
-            settings=settings,
-            runtime=Runtime.build(GatewayConfig()),
-            book=book,
-            ledger=writer,
-            store=store,
-            metrics=metrics,
-            session=create_session(),
-            tokens=tokens,
-            shared=shared,
-        )
-        await apply_with_restore(services, config)
-        app.state.services = services
-        watcher = ConfigWatcher(
-            services,
-            settings.config_path,
-            loader,
-            partial(apply_with_restore, services),
-            settings.reload_interval,
-        )
-        app.state.watcher = watcher
-        tasks = [
-            asyncio.create_task(watcher.run(), name="config-watcher"),
-            asyncio.create_task(_prune_forever(services), name="ledger-prune"),
-            asyncio.create_task(_watch_spikes(services), name="spend-spikes"),
-        ]
-        if shared is not None:
-            tasks.append(asyncio.create_task(_share_forever(services, shared), name="shared"))
-        scrape = None
-        if settings.metrics_port is not None:
-            scrape = await metrics_server.start(
-                lambda: services.metrics, settings.metrics_host, settings.metrics_port
-            )
-        log.info(
-            "gateway ready: config revision %s, ledger %s",
-            services.runtime.revision,
-            settings.ledger_description,
-        )
-        try:
+        # Every resource is released in reverse order however far startup got, so a failed
+        # or cancelled start never leaves the ledger lock (or anything else) held.
+        async with contextlib.AsyncExitStack() as stack:
+            await _start(app, settings, loader, stack)
             yield
-        finally:
-            if scrape is not None:
-                await scrape.cleanup()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await writer.close()  # flushes every buffered row (SIGTERM path)
-            if shared is not None:
-                await shared.close()
-            await services.session.close()
-            if writer.depth == 0:
-                marker.disarm()
-            if lock is not None:
-                lock.release()
-            log.info("gateway stopped: %d ledger rows written", writer.written)
 
     app = FastAPI(
         title="llmbudget gateway",

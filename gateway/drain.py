@@ -10,7 +10,11 @@ connections to the Pod. Stopping at once refuses the requests on their way. Drai
 - after `seconds`, the server stops as before: it accepts no new connection, lets in-flight
   requests finish and flushes the ledger.
 
-A second SIGTERM, or SIGINT, stops at once. `seconds` 0 turns draining off.
+A second SIGTERM, or SIGINT, ends the drain early: the server then stops as above (in-flight
+requests still finish). `seconds` 0 turns draining off. A SIGTERM that arrives before the
+gateway has started (waiting for the previous process to release the SQLite ledger, or for
+PostgreSQL) sets `stop_requested`: startup gives up with `StartupCancelled` and the process
+exits instead of starting only to stop.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ CLOSE = (b"connection", b"close")
 class Drain:
     seconds: float = 0.0
     draining: bool = False
+    stop_requested: bool = False  # a signal before startup finished
+
+
+class StartupCancelled(Exception):
+    """The process was told to stop while startup was still waiting (ledger lock, database):
+    startup fails on purpose and the process exits."""
 
 
 def closing(send: Send) -> Send:

@@ -28,6 +28,7 @@ from llmbudget_gateway.errors import GatewayError, bad_request
 from llmbudget_gateway.intake import authenticate, optional_positive_int, read_json, require_model
 from llmbudget_gateway.relay import Adapter
 from llmbudget_gateway.services import Services
+from llmbudget_gateway.tokens import TOOL_USE_OVERHEAD
 
 log = logging.getLogger("llmbudget.messages")
 ERROR_TYPES = {
@@ -44,7 +45,6 @@ MESSAGES_FIELDS = (
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
     "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking",
 )  # fmt: skip
-TOOL_USE_OVERHEAD = 600  # tokens Anthropic adds to the system prompt when tools are given
 _MESSAGES = Messages()
 
 

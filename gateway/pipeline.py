@@ -135,7 +135,9 @@ async def run(services: Services, caller: Caller, call: Call) -> Response:
 
     with settled_on_failure(exchange):
         response = await routing.send(exchange, route, chosen, attempt)
-    if cache_key is not None and not call.stream and response.status_code == 200:
+    # A downgraded answer is the cheaper model's: never stored under the requested model's key
+    downgraded = "x-llmbudget-downgraded" in headers
+    if cache_key is not None and not call.stream and response.status_code == 200 and not downgraded:
         services.cache.put(
             cache_key, bytes(response.body), exchange.cost_micros, route.cache_ttl_seconds
         )

@@ -28,6 +28,7 @@ from llmbudget_gateway.intake import (
 )
 from llmbudget_gateway.relay import Adapter
 from llmbudget_gateway.services import Services
+from llmbudget_gateway.tokens import TOOL_USE_OVERHEAD
 
 MAX_CHOICES = 128
 _OPENAI_CHAT, _VIA_ANTHROPIC, _EMBEDDINGS = OpenAIChat(), ChatViaAnthropic(), OpenAIEmbeddings()
@@ -70,9 +71,11 @@ async def chat_completions(request: Request) -> Response:
         raise bad_request("'stream_options' must be an object", param="stream_options")
     max_output = _max_output(body, services.settings.default_max_tokens)
     tools = orjson.dumps(body["tools"]).decode() if body.get("tools") else ""
+    tool_overhead = TOOL_USE_OVERHEAD if tools else 0  # the provider's tool prompt
 
     def exact_prompt() -> int:
-        return services.tokens.count_messages(messages) + services.tokens.count_text(tools)
+        count = services.tokens.count_messages(messages) + services.tokens.count_text(tools)
+        return count + tool_overhead
 
     def check(backends: list[Backend]) -> None:
         if any(b.provider is Provider.ANTHROPIC for b in backends):
@@ -84,7 +87,7 @@ async def chat_completions(request: Request) -> Response:
         body=body,
         stream=stream,
         tags=request_tags(request.headers, body),
-        prompt_bound=services.tokens.bound_messages(messages) + len(tools.encode()),
+        prompt_bound=services.tokens.bound_messages(messages) + len(tools.encode()) + tool_overhead,
         max_output=max_output,
         adapter_for=_chat_adapter,
         unsupported=f"model '{model}' has no backend for chat completions",

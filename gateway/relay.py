@@ -199,7 +199,12 @@ async def forward(
         answer = None
     if not isinstance(answer, dict):
         raise invalid_answer(backend.name, f"{len(raw)} bytes of {content_type or 'no type'}")
-    client_body, usage, text = adapter.whole(exchange, answer, raw)
+    try:
+        client_body, usage, text = adapter.whole(exchange, answer, raw)
+    except Exception as error:  # JSON, but not the shape the API documents
+        raise invalid_answer(
+            backend.name, f"an answer of an unexpected shape ({type(error).__name__})"
+        ) from None
     if usage is None or usage.total_tokens == 0:
         exchange.finish(exchange.estimate_whole(text), 200, "usage_missing", estimated=True)
     else:

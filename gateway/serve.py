@@ -264,6 +264,8 @@ class GatewayServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         drain: Drain | None = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if drain is not None and not self.started:
+            drain.stop_requested = True  # startup may be waiting (ledger lock, database)
         if (
             sig == signal.SIGTERM
             and drain is not None

@@ -29,7 +29,8 @@ class Settings:
     ledger_flush_interval: float = 0.05
     upstream_override: str | None = None  # send every backend here (the built-in fake upstream)
     # forward a request's `fake` object (the built-in fake provider's script) to providers:
-    # only with the fake provider (--fake-upstream, tests); otherwise it is refused or dropped
+    # on the Anthropic paths only with the fake provider (--fake-upstream, tests), else refused;
+    # the OpenAI paths forward a request's fields as the client sent them
     forward_fake_scripts: bool = False
     # /metrics is served on its own listener, never on the API port (teams must not read
     # every namespace's spend); None: no metrics listener

@@ -25,6 +25,9 @@ _BLOB_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoke
 MAX_EXACT_CHARS = 200_000
 CHARS_PER_TOKEN_FLOOR = 2  # worst case for the length-based over-estimate
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per chat message (OpenAI's documented rule)
+# Tokens a provider adds to the prompt when tools are given (Anthropic's tool-use system
+# prompt is up to a few hundred): reservations count them so a Block limit is not overshot.
+TOOL_USE_OVERHEAD = 600
 
 
 def prepare_offline_cache(cache_dir: Path) -> Path:

@@ -32,8 +32,8 @@ class Usage:
         """From an OpenAI `usage` object (chat completions or embeddings); None if absent."""
         if not isinstance(usage, dict):
             return None
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
+        prompt_details = _dict(usage.get("prompt_tokens_details"))
+        completion_details = _dict(usage.get("completion_tokens_details"))
         prompt = _int(usage.get("prompt_tokens"))
         completion = _int(usage.get("completion_tokens"))
         return cls(
@@ -56,3 +56,8 @@ class Usage:
             cached_tokens=cache_read,
             cache_write_tokens=cache_write,
         )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A details object as a dict; anything else (null, a string) counts as empty."""
+    return value if isinstance(value, dict) else {}

@@ -17,7 +17,10 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from llmbudget_gateway.drain import StartupCancelled
 
 log = logging.getLogger("llmbudget.ledger")
 
@@ -42,11 +45,19 @@ class LedgerLock:
         self._fd = fd
         return True
 
-    async def acquire(self, poll: float = 0.2, report_every: float = 10.0) -> float:
-        """Wait until the lock is ours; returns the seconds waited."""
+    async def acquire(
+        self,
+        poll: float = 0.2,
+        report_every: float = 10.0,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> float:
+        """Wait until the lock is ours; returns the seconds waited. Raises StartupCancelled
+        if `stopping()` turns true first (SIGTERM while waiting)."""
         started = time.monotonic()
         last_report: float | None = None
         while not self.try_acquire():
+            if stopping():
+                raise StartupCancelled(f"stopped while waiting for {self.path}")
             now = time.monotonic()
             if last_report is None or now - last_report >= report_every:
                 last_report = now

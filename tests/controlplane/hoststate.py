@@ -6,9 +6,11 @@ leave them; the CNI bridge turns on `net.ipv4.ip_forward`), iptables chains (KUB
 cgroups (`/kubepods` in every hierarchy), mounts (Secret volumes, container root filesystems,
 network namespaces), links, routes and a few directories (`/var/lib/cni`, `/var/log/pods`).
 
-`HostState.capture()` records all of it before the node starts; `restore(before)` undoes what
-is new after it stops; `diff(before, after)` lists what still differs (a test asserts it is
-empty).
+`HostState.capture()` records all of it before the node starts; `restore(before, owner)`
+undoes what the node changed after it stops, touching only what the node owns (`Owner`: its
+bridge, its chains, its cgroups and paths, the sysctls its parts change) so that nothing else on
+the host is harmed; `diff(before, after)` lists everything that still differs (a test asserts
+it is empty).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -39,6 +42,12 @@ VOLATILE_SYSCTL = re.compile(
     r"|net/ipv4/tcp_mem|net/ipv4/udp_mem|fs/binfmt_misc|kernel/usermodehelper|vm/stat_refresh"
     r"|vm/drop_caches|vm/compact_memory|net/ipv4/route/flush|net/ipv6/route/flush"
     r"|net/ipv4/neigh/|net/ipv6/neigh/|net/ipv4/conf/|net/ipv6/conf/)"
+)
+# The sysctls a kubelet, kube-proxy and the CNI bridge change: the only ones restored.
+NODE_SYSCTLS = re.compile(
+    r"^(vm/overcommit_memory|vm/panic_on_oom|kernel/panic|kernel/panic_on_oops|kernel/keys/"
+    r"|net/ipv4/ip_forward|net/ipv[46]/conf/(all|default)/(forwarding|route_localnet)"
+    r"|net/bridge/|net/netfilter/nf_conntrack_)"
 )
 # Per-interface sysctls: compared only for interfaces that existed before the node.
 IFACE_SYSCTL = re.compile(r"^net/ipv[46]/(conf|neigh)/([^/]+)/")
@@ -184,12 +193,25 @@ def diff(before: HostState, after: HostState) -> list[str]:
     return problems
 
 
-def _unmount_under(prefixes: list[str]) -> None:
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether `path` is one of `prefixes` or below one, by whole path components."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+def _unmount_new(before: HostState, prefixes: tuple[str, ...]) -> None:
+    """Unmount the mounts made since `before` below `prefixes`, deepest first; mounts that
+    were there before stay, wherever they are."""
     for _ in range(5):
-        mounts = [m for m in _mounts() if any(m.startswith(p) for p in prefixes)]
-        if not mounts:
+        old = list(before.mounts)
+        new = []
+        for mount in _mounts():
+            if mount in old:
+                old.remove(mount)
+            elif _under(mount, prefixes):
+                new.append(mount)
+        if not new:
             return
-        for mount in sorted(mounts, key=len, reverse=True):
+        for mount in sorted(new, key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
 
 
@@ -203,47 +225,76 @@ def _remove_cgroup_tree(path: Path) -> None:
         path.rmdir()
 
 
-def _restore_rules(before: HostState) -> None:
+def _ours(rule: str, owner: Owner) -> bool:
+    return any(marker in rule for marker in owner.rule_markers)
+
+
+def _restore_rules(before: HostState, owner: Owner) -> None:
+    """Drop the chains the node's parts made (KUBE-*, CNI-*) and the rules that jump to them
+    or name its bridge; other rules are left alone, new or not."""
     for table_key, rules in _rules().items():
         binary, table = table_key.split()
         old = set(before.rules.get(table_key, []))
-        new_chains = [r.split()[1] for r in rules if r.startswith("-N ") and r not in old]
+        new_chains = [
+            shlex.split(r)[1]
+            for r in rules
+            if r.startswith("-N ") and r not in old and _ours(r, owner)
+        ]
         for chain in new_chains:  # drops every rule in them, jumps between them included
             _run(binary, "-w", "-t", table, "-F", chain)
         for rule in rules:
-            if rule.startswith("-A ") and rule not in old:
-                argv = rule.split()
+            if rule.startswith("-A ") and rule not in old and _ours(rule, owner):
+                argv = shlex.split(rule)  # comments are quoted: "kubernetes service portals"
                 argv[0] = "-D"
                 subprocess.run([binary, "-w", "-t", table, *argv], capture_output=True, check=False)
         for chain in new_chains:
             _run(binary, "-w", "-t", table, "-X", chain)
-        for rule in before.rules.get(table_key, []):
-            if rule.startswith("-P ") and rule not in rules:  # a changed chain policy
-                _run(binary, "-w", "-t", table, *rule.split())
 
 
-def restore(before: HostState, workdir: Path) -> list[str]:
-    """Undo what is new since `before` (the node's processes must be gone); return what
-    still differs."""
-    _unmount_under([str(workdir), *WATCHED_PATHS])
+def _empty_nft_table(table: str) -> bool:
+    """Whether an nftables table ("table ip nat") holds chains with no rule in them."""
+    listing = _run("nft", "list", *table.split())
+    body = [line.strip() for line in listing.splitlines()[1:]]
+    return all(not line or line == "}" or line.startswith(("chain ", "type ")) for line in body)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What a node may remove: its bridge, its chains and what names them, the cgroups and
+    paths its parts create, the sysctls they change. Nothing else is touched; anything else
+    that changed is only reported."""
+
+    workdir: Path
+    bridge: str
+    rule_markers: tuple[str, ...] = ("KUBE-", "CNI-")
+    cgroup_names: tuple[str, ...] = ("kubepods",)
+    paths: tuple[str, ...] = ("/var/lib/cni", "/var/log/pods", "/var/log/containers")
+    sysctls: re.Pattern[str] = NODE_SYSCTLS
+
+
+def restore(before: HostState, owner: Owner) -> list[str]:
+    """Undo what the node changed since `before` (its processes must be gone); return
+    whatever still differs from `before`."""
+    _unmount_new(before, (str(owner.workdir), *WATCHED_PATHS))
     after = HostState.capture()
     for key, value in before.sysctls.items():
-        if after.sysctls.get(key) not in (None, value):
+        if owner.sysctls.match(key) and after.sysctls.get(key) not in (None, value):
             with contextlib.suppress(OSError):
                 (Path("/proc/sys") / key).write_text(value)
-    _restore_rules(before)
-    for table in sorted(_nft_tables() - before.tables):  # e.g. "table ip nat"
-        subprocess.run(["nft", "delete", *table.split()], capture_output=True, check=False)
+    _restore_rules(before, owner)
+    for table in sorted(_nft_tables() - before.tables):  # e.g. "table ip nat", made on use
+        if _empty_nft_table(table):
+            subprocess.run(["nft", "delete", *table.split()], capture_output=True, check=False)
     for cgroup in sorted(after.cgroups - before.cgroups, key=len):
-        _remove_cgroup_tree(Path(cgroup))
-    for route in sorted(set(after.routes) - set(before.routes)):
-        subprocess.run(["ip", "route", "del", *route.split()], capture_output=True, check=False)
-    for link in sorted(after.links - before.links):
-        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
+        if Path(cgroup).name.startswith(owner.cgroup_names):
+            _remove_cgroup_tree(Path(cgroup))
+    if owner.bridge in after.links - before.links:  # its routes go with it
+        subprocess.run(["ip", "link", "del", owner.bridge], capture_output=True, check=False)
     for path in sorted(after.paths - before.paths):
-        shutil.rmtree(path, ignore_errors=True)
+        if path in owner.paths:
+            shutil.rmtree(path, ignore_errors=True)
     # the kubelet's links to container logs, in a /var/log/containers that was already there
     for log_link in Path("/var/log/containers").glob("*.log"):
-        if log_link.is_symlink() and str(workdir) in str(log_link.readlink()):
+        if log_link.is_symlink() and str(owner.workdir) in str(log_link.readlink()):
             log_link.unlink()
     return diff(before, HostState.capture())

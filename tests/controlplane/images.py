@@ -194,6 +194,7 @@ def build_image(
     """`buildah bud` one Dockerfile into `name`, exported to `archive`; returns the build's
     seconds and the image's size."""
     started = time.monotonic()
+    previous = image_id(name)
     pip_conf = archive.with_name("pip.conf")
     # The package proxy's certificate chain is trusted through the host's CA bundle only.
     pip_conf.write_text(f"[global]\ncert = {HOST_CA}\n")
@@ -211,6 +212,8 @@ def build_image(
         str(context),
     )
     seconds = time.monotonic() - started
+    if previous is not None and previous != image_id(name):  # our previous build, now untagged
+        subprocess.run([*BUILDAH, "rmi", previous], capture_output=True, check=False)
     archive.unlink(missing_ok=True)
     _run(*BUILDAH, "push", name, f"oci-archive:{archive}:{name}")
     return seconds, image_size(name)
@@ -223,9 +226,14 @@ def image_size(name: str) -> int:
     return sum(int(layer.get("size", 0)) for layer in manifest.get("layers", []))
 
 
-def prune_dangling() -> None:
-    """Drop untagged images left by rebuilds (each test run builds the image anew)."""
-    subprocess.run([*BUILDAH, "rmi", "--prune"], capture_output=True, check=False)
+def image_id(name: str) -> str | None:
+    result = subprocess.run(
+        [*BUILDAH, "inspect", "--type=image", "--format={{.FromImageID}}", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def environment_ok() -> bool:

@@ -9,7 +9,8 @@ ClusterIPs too. CoreDNS runs as a host process on the node address (the kubelet'
 `stop()` leaves the host as it found it: processes, Pod sandboxes (CNI DEL), mounts, the
 bridge, the route, iptables chains, sysctls and cgroups (tests/controlplane/hoststate.py), and
 raises if anything is left. Only one node per machine at a time: the bridge, the CIDRs and the
-chains are host-wide.
+chains are host-wide (nodelock.py holds a host-wide lock, and undoes nodes whose run was
+killed). The configuration files are rendered by nodeconfig.py.
 """
 
 from __future__ import annotations
@@ -26,82 +27,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.controlplane.hoststate import HostState, restore
+from tests.controlplane.hoststate import HostState, Owner, restore
 from tests.controlplane.images import PAUSE_IMAGE, write_single_file_image
 from tests.controlplane.localcluster import Binaries, LocalControlPlane, NodeBinaries, free_port
-from tests.controlplane.pki import NodeIdentity
+from tests.controlplane.nodeconfig import (
+    BRIDGE,
+    CNI_BIN,
+    CONTAINERD,
+    COREDNS_RBAC,
+    NODE,
+    RUNC,
+    SERVICE_CIDR,
+    KubeletFiles,
+    cni_conflist,
+    containerd_config,
+    corefile,
+    kube_proxy_config,
+    kubelet_config,
+)
+from tests.controlplane.nodelock import (
+    HOST_STATE_FILE,
+    WORKDIR_PREFIX,
+    NodeLock,
+    processes_under,
+    recover_stale_nodes,
+)
 
-NODE = NodeIdentity(name="llmbudget-node", address="10.244.0.1")
-BRIDGE = "llmbudget0"
-POD_CIDR = "10.244.0.0/24"
-SERVICE_CIDR = "10.0.0.0/24"
-CONTAINERD = "/usr/bin/containerd"
-RUNC = "/usr/sbin/runc"
-CNI_BIN = "/usr/lib/cni"
-HOST_STATE_FILE = "host-before.json"  # lets a later run undo a node whose run was killed
 DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "iptables", "nftables")
-
-COREDNS_RBAC = """\
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: "llmbudget-test:coredns"}
-rules:
-  - apiGroups: [""]
-    resources: [endpoints, services, pods, namespaces]
-    verbs: [list, watch]
-  - apiGroups: [discovery.k8s.io]
-    resources: [endpointslices]
-    verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: "llmbudget-test:coredns"}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "llmbudget-test:coredns"}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
-"""
-
-
-def _processes_under(directory: Path) -> list[tuple[int, str]]:
-    found = []
-    needle = str(directory).encode()
-    for pid_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (pid_dir / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline and int(pid_dir.name) != os.getpid():
-            found.append((int(pid_dir.name), cmdline.split(b"\0")[0].decode(errors="replace")))
-    return found
-
-
-def recover_stale_nodes() -> list[str]:
-    """Undo the nodes of earlier runs that were killed before they could stop (their work
-    directories still hold the host state from before they started); returns what could not
-    be restored."""
-    left: list[str] = []
-    for workdir in Path(tempfile.gettempdir()).glob("llmbudget-node-*"):
-        state = workdir / HOST_STATE_FILE
-        if not state.is_file():
-            continue
-        procs = _processes_under(workdir)
-        for pid, name in procs:
-            if name.endswith("kubelet"):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        crictl = sorted(Path.home().glob(".cache/llmbudget/crictl-*/crictl"))
-        socket = workdir / "containerd" / "containerd.sock"
-        if crictl and socket.exists():
-            subprocess.run(
-                [str(crictl[-1]), f"--runtime-endpoint=unix://{socket}", "rmp", "-af"],
-                capture_output=True, check=False, timeout=120,
-            )  # fmt: skip
-        for pid, _ in _processes_under(workdir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.5)
-        left += restore(HostState.load(state), workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return left
+__all__ = ["NODE", "LocalNode", "missing_host_parts"]
 
 
 def missing_host_parts() -> list[str]:
@@ -125,11 +78,12 @@ class LocalNode:
     and CoreDNS on this machine, with one Ready node."""
 
     binaries: Binaries
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmbudget-node-")))
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX)))
     timings: NodeTimings = field(default_factory=NodeTimings)
     plane: LocalControlPlane | None = None
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     _before: HostState | None = None
+    _lock: NodeLock = field(default_factory=NodeLock)
 
     @property
     def bins(self) -> NodeBinaries:
@@ -155,7 +109,17 @@ class LocalNode:
                 f"(Debian packages: {' '.join(DEBIAN_PACKAGES)})"
             )
         started = time.monotonic()
-        recover_stale_nodes()
+        self._lock.acquire(self.workdir)  # NodeBusy if another node runs here
+        try:
+            left = recover_stale_nodes(self._lock, self.bins.crictl, BRIDGE)
+        except BaseException:
+            self._lock.release()
+            raise
+        if left:
+            self._lock.release()
+            raise RuntimeError(
+                "a killed node's host state could not be restored:\n" + "\n".join(left)
+            )
         self._before = HostState.capture()
         self._before.save(self.workdir / HOST_STATE_FILE)
         try:
@@ -199,67 +163,16 @@ class LocalNode:
         self._run("ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE.address)
         cni = self.workdir / "cni"
         (cni / "net.d").mkdir(parents=True)
-        conflist = {
-            "cniVersion": "1.0.0",
-            "name": "llmbudget",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": BRIDGE,
-                    "isGateway": True,
-                    "ipMasq": False,
-                    "hairpinMode": True,  # a Pod reaching itself through its Service
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": POD_CIDR, "gateway": NODE.address}]],
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                        "dataDir": str(cni / "ipam"),
-                    },
-                }
-            ],
-        }
-        (cni / "net.d" / "10-llmbudget.conflist").write_text(json.dumps(conflist, indent=2))
+        (cni / "net.d" / "10-llmbudget.conflist").write_text(cni_conflist(cni / "ipam"))
 
     def _containerd(self) -> None:
         root = self.workdir / "containerd"
         root.mkdir()
         config = root / "config.toml"
         config.write_text(
-            f"""version = 2
-root = "{root / "root"}"
-state = "{root / "state"}"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.grpc.v1.introspection.v1"]
-[grpc]
-  address = "{self.containerd_socket}"
-[ttrpc]
-  address = "{root / "containerd.ttrpc.sock"}"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE_IMAGE}"
-  # the kubelet asks for oom_score_adj -998, which needs CAP_SYS_RESOURCE (absent here)
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  netns_mounts_under_state_dir = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{RUNC}"
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN}"
-    conf_dir = "{self.workdir / "cni" / "net.d"}"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{root / "opt"}"
-"""
+            containerd_config(
+                root, self.containerd_socket, self.workdir / "cni" / "net.d", PAUSE_IMAGE
+            )
         )
         self._spawn("containerd", [CONTAINERD, f"--config={config}", "--log-level=warn"])
         deadline = time.monotonic() + 30
@@ -331,47 +244,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         resolv = self.workdir / "resolv.conf"
         resolv.write_text("")  # Pods resolve through CoreDNS only: no host DNS in Pods
         config = self.workdir / "kubelet.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
-                    "kind": "KubeletConfiguration",
-                    "address": NODE.address,
-                    "port": 10250,
-                    "readOnlyPort": 0,
-                    "healthzBindAddress": "127.0.0.1",
-                    "healthzPort": free_port(),
-                    "authentication": {
-                        "anonymous": {"enabled": False},
-                        "webhook": {"enabled": True},
-                        "x509": {"clientCAFile": str(pki.ca_cert)},
-                    },
-                    "authorization": {"mode": "Webhook"},
-                    "tlsCertFile": str(serving_cert),
-                    "tlsPrivateKeyFile": str(serving_key),
-                    "failCgroupV1": False,  # 1.35 refuses cgroup v1 otherwise
-                    "cgroupDriver": "cgroupfs",
-                    "oomScoreAdj": 0,
-                    "syncFrequency": "10s",  # Secret volume updates show in ~2-13 s
-                    "clusterDomain": "cluster.local",
-                    "clusterDNS": [NODE.address],
-                    "resolvConf": str(resolv),
-                    "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
-                    "podLogsDir": str(self.workdir / "pod-logs"),
-                    "failSwapOn": False,
-                    "evictionHard": {
-                        "memory.available": "50Mi",
-                        "nodefs.available": "1%",
-                        "nodefs.inodesFree": "1%",
-                        "imagefs.available": "1%",
-                    },
-                    "imageGCHighThresholdPercent": 100,
-                    "imageGCLowThresholdPercent": 99,
-                    "serializeImagePulls": False,
-                    "maxPods": 60,
-                }
-            )
+        files = KubeletFiles(
+            ca_cert=pki.ca_cert,
+            serving_cert=serving_cert,
+            serving_key=serving_key,
+            resolv_conf=resolv,
+            containerd_socket=self.containerd_socket,
+            pod_logs=self.workdir / "pod-logs",
         )
+        config.write_text(kubelet_config(files, free_port()))
         self._spawn(
             "kubelet",
             [
@@ -387,49 +268,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _kube_proxy(self) -> None:
         config = self.workdir / "kube-proxy.yaml"
-        config.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-                    "kind": "KubeProxyConfiguration",
-                    "clientConnection": {
-                        "kubeconfig": str(self._component_kubeconfig("kube-proxy"))
-                    },
-                    "mode": "iptables",
-                    "hostnameOverride": NODE.name,
-                    "bindAddress": NODE.address,
-                    "clusterCIDR": POD_CIDR,
-                    "healthzBindAddress": f"127.0.0.1:{free_port()}",
-                    "metricsBindAddress": f"127.0.0.1:{free_port()}",
-                    # zeros: leave the host's conntrack sysctls alone
-                    "conntrack": {
-                        "maxPerCore": 0,
-                        "min": 0,
-                        "tcpEstablishedTimeout": "0s",
-                        "tcpCloseWaitTimeout": "0s",
-                    },
-                    "iptables": {"localhostNodePorts": False},
-                }
-            )
-        )
+        kubeconfig = self._component_kubeconfig("kube-proxy")
+        config.write_text(kube_proxy_config(kubeconfig, free_port(), free_port()))
         self._spawn("kube-proxy", [str(self.bins.kube_proxy), f"--config={config}", "--v=0"])
 
     def _coredns(self) -> None:
-        corefile = self.workdir / "Corefile"
-        corefile.write_text(
-            f""".:53 {{
-    bind {NODE.address}
-    errors
-    kubernetes cluster.local in-addr.arpa {{
-        kubeconfig {self._component_kubeconfig("coredns")}
-        pods insecure
-        fallthrough in-addr.arpa
-    }}
-    cache 5
-}}
-"""
-        )
-        self._spawn("coredns", [str(self.bins.coredns), "-conf", str(corefile)])
+        path = self.workdir / "Corefile"
+        path.write_text(corefile(self._component_kubeconfig("coredns")))
+        self._spawn("coredns", [str(self.bins.coredns), "-conf", str(path)])
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -506,7 +352,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _kill_shims(self) -> None:
         """containerd's runc shims outlive containerd: end the ones serving this node."""
-        for pid, name in _processes_under(self.workdir):
+        for pid, name in processes_under(self.workdir):
             if "containerd-shim" in name:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -530,8 +376,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             )
         left: list[str] = []
         if self._before is not None:
-            left = restore(self._before, self.workdir)
+            left = restore(self._before, Owner(self.workdir, BRIDGE))
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self._lock.release()
         self.timings.stop = time.monotonic() - started
         if check and left:
             raise AssertionError("the node left host state behind:\n" + "\n".join(left))

@@ -12,8 +12,10 @@ import anthropic
 import httpx
 import openai
 import pytest
+from aiohttp import web
 
 from tests.gateway.conftest import OTHER_KEY, TEAM_KEY, GatewayFactory
+from tests.gateway.harness import LoopThread
 from tests.gateway.recording_provider import RecordingProvider
 from tests.gateway.test_pricing_paths import backend, claude_route, modelroute, sdk
 from tests.gateway.test_proxy_openai import client, records
@@ -230,3 +232,63 @@ def test_the_http_layer_has_limits_and_answers_json(
     assert answered == status
     assert body.startswith(b"{") and code.encode() in body
     assert httpx.get(f"{gateway.root}/healthz").status_code == 200
+
+
+ODD_ANSWERS = {
+    # readable: details that are not objects count as none
+    "openai, odd details": ("OpenAI", {
+        "id": "x", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11,
+                  "prompt_tokens_details": "unavailable"}}, 200),
+    # unreadable: JSON, but its content blocks are not objects (nothing to translate)
+    "anthropic, blocks not objects": ("Anthropic", {
+        "id": "msg", "type": "message", "role": "assistant", "model": "m",
+        "content": ["hello", 3], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 9, "output_tokens": 2}}, 502),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ODD_ANSWERS))
+def test_a_200_of_an_unexpected_shape_is_never_a_500_or_free(
+    make_gateway: GatewayFactory, name: str
+) -> None:
+    provider, answer, status = ODD_ANSWERS[name]
+    served: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        served.append(1)
+        return web.json_response(answer)
+
+    loop = LoopThread()
+
+    async def start() -> tuple[web.AppRunner, int]:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handle)
+        app.router.add_post("/v1/messages", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    runner, port = loop.run(start())
+    try:
+        url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "OpenAI" else "")
+        route = modelroute("odd", "odd", backend("main", url, "2", provider=provider))
+        gateway = make_gateway(extra=route)
+        response = httpx.post(
+            f"{gateway.url}/chat/completions",
+            headers={"Authorization": f"Bearer {TEAM_KEY}"},
+            json={"model": "odd", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert served == [1]  # the provider served (and bills) it once: no retry
+        (row,) = records(gateway)
+        assert row["cost_micros"] > 0  # never $0 for what the provider bills
+        assert row["estimated"] is (status != 200)
+    finally:
+        loop.run(runner.cleanup())
+        loop.stop()

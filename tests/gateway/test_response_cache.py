@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from llmbudget_gateway.contract.config import Backend, Route
 from llmbudget_gateway.contract.specs import Provider
 from llmbudget_gateway.response_cache import ResponseCache, as_stream
 from tests.gateway.conftest import TEAM_KEY, GatewayFactory
+from tests.gateway.harness import budget_manifest, key_secret, route_manifest
 from tests.gateway.test_proxy_openai import MESSAGES, client, records, usage_of
 
 ROUTE = Route(
@@ -101,3 +103,47 @@ def test_hits_cost_nothing_and_are_counted(make_gateway: GatewayFactory, fake: A
     assert (
         'llmbudget_cache_saved_usd_total{model="cached-model",namespace="team"} 0.00022' in metrics
     )
+
+
+def test_a_downgraded_answer_is_not_cached_for_the_requested_model(
+    make_gateway: GatewayFactory, fake: Any
+) -> None:
+    """While a Downgrade budget sends `premium` to `cheap`, the cheap answers must not be
+    stored under premium's key: once the budget has room again, premium is answered by
+    premium, not by a cached cheap answer."""
+    cache = "  cache: {ttl: 5m}\n"
+    routes = route_manifest("premium", fake.url, extra=cache) + "---\n"
+    routes += route_manifest("cheap", fake.url, extra=cache)
+    gateway = make_gateway(
+        budget_spec="""\
+            limits:
+              - {period: Daily, amount: "0.00001"}
+            onExceeded: {action: Downgrade, downgradeTo: cheap, downgradeAtPercent: 50}
+            """,
+        extra=routes,
+    )
+
+    def ask(content: str) -> httpx.Response:
+        return httpx.post(
+            f"{gateway.url}/chat/completions",
+            headers={"Authorization": f"Bearer {TEAM_KEY}"},
+            json={"model": "premium", "max_tokens": 5,
+                  "messages": [{"role": "user", "content": content}]},
+        )  # fmt: skip
+
+    ask("spend something first")
+    downgraded = ask("the question")
+    assert downgraded.headers["x-llmbudget-downgraded"] == "premium -> cheap"
+    gateway.write(
+        "team.yaml",
+        budget_manifest("team", "team", 'limits: [{period: Daily, amount: "100"}]\n')
+        + "---\n"
+        + key_secret("team", "team", "default", TEAM_KEY),
+    )
+    wait_until_reloaded = time.monotonic() + 10
+    while ask("a fresh question").headers.get("x-llmbudget-downgraded"):
+        assert time.monotonic() < wait_until_reloaded, "the raised limit was never applied"
+        time.sleep(0.1)
+    again = ask("the question")
+    assert again.json()["model"] == "premium"
+    assert again.headers.get("x-llmbudget-cache") == "miss"

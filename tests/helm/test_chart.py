@@ -78,6 +78,7 @@ def test_default_template(helm: Path) -> None:
         "PersistentVolumeClaim",
         "Secret",
         "Service",
+        "Service",
         "ServiceAccount",
     ]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
@@ -146,22 +147,39 @@ def test_the_gateway_command_parses_with_the_gateways_own_cli(
     assert args.fake_upstream is bool(values)
 
 
-def test_metrics_have_their_own_port_for_the_service_monitor_and_policy(helm: Path) -> None:
+def test_metrics_have_their_own_port_and_service_for_the_monitor_and_policy(helm: Path) -> None:
     docs = template(
         helm, "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true",
         "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
     )  # fmt: skip
-    by_kind = {d["kind"]: d for d in docs}
-    ports = {p["name"]: p["port"] for p in by_kind["Service"]["spec"]["ports"]}
-    assert ports == {"http": 8080, "metrics": 9090}
-    assert by_kind["ServiceMonitor"]["spec"]["endpoints"][0]["port"] == "metrics"
-    ingress = by_kind["NetworkPolicy"]["spec"]["ingress"]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    api = services["rel-llmbudget-gateway"]
+    metrics = services["rel-llmbudget-gateway-metrics"]
+    assert [p["port"] for p in api["spec"]["ports"]] == [8080]  # what the teams call
+    assert [p["port"] for p in metrics["spec"]["ports"]] == [9090]
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert all(metrics["metadata"]["labels"].get(k) == v for k, v in selected.items())
+    assert not all(api["metadata"]["labels"].get(k) == v for k, v in selected.items())
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    ingress = policy["spec"]["ingress"]
     assert [rule["ports"] for rule in ingress] == [[{"port": 8080}], [{"port": 9090}]]
     assert ingress[1]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
     # without metricsFrom, nobody outside the gateway's Pods may scrape
     closed = template(helm, "--set", "networkPolicy.enabled=true")
     policy = next(d for d in closed if d["kind"] == "NetworkPolicy")
     assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [[{"port": 8080}]]
+
+
+def test_the_grace_period_covers_the_drain_and_the_shutdown(helm: Path) -> None:
+    for drain in (0, 5, 30):
+        docs = template(helm, "--set", f"gateway.drainSeconds={drain}")
+        gateway = next(d for d in docs if d["metadata"]["name"] == "rel-llmbudget-gateway"
+                       and d["kind"] == "Deployment")  # fmt: skip
+        spec = gateway["spec"]["template"]["spec"]
+        # drain, then uvicorn's 30 s for in-flight requests, then the ledger flush
+        assert spec["terminationGracePeriodSeconds"] >= drain + 30 + 10
 
 
 def test_postgres_ledger_allows_several_replicas(helm: Path) -> None:
@@ -206,6 +224,8 @@ def test_bad_values_are_refused(helm: Path) -> None:
         ),
         (["--set", "gateway.ledger.type=postgres"], "needs gateway.ledger.postgres.dsnSecret"),
         (["--set", "gateway.ledger.type=mysql"], "/gateway/ledger/type"),
+        (["--set", "gateway.metricsPort=8080"], "metricsPort must differ from gateway.port"),
+        (["--set", "gateway.drainSeconds=31"], "/gateway/drainSeconds"),
     ):
         out = subprocess.run(
             [str(helm), "template", "rel", str(CHART), *args],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,16 +30,10 @@ IMAGE = "llmbudget.local/llmbudget:test"
 CLIENT_IMAGE = "llmbudget.local/llmbudget-testclient:test"
 STORAGE_CLASS = "llmbudget-local"
 IMAGE_CACHE = Path(os.environ.get("LLMBUDGET_BIN_CACHE", Path.home() / ".cache/llmbudget"))
-FIGURES: dict[str, str] = {}  # printed in the terminal summary ("node" section)
 
 
 class NodeUnavailable(RuntimeError):
     """This machine cannot run the node or build the images (the message says what lacks)."""
-
-
-def figure(name: str, value: str) -> None:
-    """Record a measured figure for the run's summary (node start, build, install ...)."""
-    FIGURES[name] = value
 
 
 @dataclass
@@ -52,10 +47,15 @@ class NodeCluster:
     host_address: str  # where Pods reach servers the tests run on this machine
     storage_class: str | None  # for the SQLite ledger's PersistentVolumeClaim
     workdir: Path
+    figures: dict[str, str] = field(default_factory=dict)  # the run's summary ("real node")
     pods: Pods = field(init=False)
 
     def __post_init__(self) -> None:
         self.pods = Pods(self.kube, self.client_image)
+
+    def figure(self, name: str, value: str) -> None:
+        """Record a measured figure for the run's summary (install, faults ...)."""
+        self.figures[name] = value
 
     def recycle_volumes(self) -> None:
         """Make the local volumes a deleted claim released bindable again (emptied)."""
@@ -78,7 +78,7 @@ class Builds:
     client_archive: Path
 
 
-def _build_images(workdir: Path) -> Builds:
+def _build_images(workdir: Path, figure: Callable[[str, str], None]) -> Builds:
     missing = images.missing_build_tools()
     if missing:
         raise NodeUnavailable(
@@ -97,7 +97,6 @@ def _build_images(workdir: Path) -> Builds:
         dockerfile=REPO / "tests" / "node" / "client.Containerfile",
     )  # fmt: skip
     figure("test client image build", f"{client_seconds:.0f} s")
-    images.prune_dangling()
     return Builds(archive, client)
 
 
@@ -106,6 +105,7 @@ class NodeManager:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
+        self.figures: dict[str, str] = {}  # measured figures, for the run's summary
         self.cluster: NodeCluster | None = None
         self.builds: Builds | None = None
 
@@ -132,7 +132,7 @@ class NodeManager:
                 kube, None, os.environ["LLMBUDGET_TEST_IMAGE"],
                 os.environ["LLMBUDGET_TEST_CLIENT_IMAGE"],
                 os.environ["LLMBUDGET_TEST_HOST_ADDRESS"],
-                os.environ.get("LLMBUDGET_TEST_STORAGE_CLASS"), self.tmp,
+                os.environ.get("LLMBUDGET_TEST_STORAGE_CLASS"), self.tmp, self.figures,
             )  # fmt: skip
         missing = missing_host_parts()
         if missing:
@@ -141,17 +141,19 @@ class NodeManager:
             )
         binaries = ensure_binaries_with_node()
         if self.builds is None:
-            self.builds = _build_images(self.tmp)
+            self.builds = _build_images(self.tmp, self.figures.__setitem__)
         node = LocalNode(binaries)
         node.start()
-        figure("node start (etcd .. Node Ready)", f"{node.timings.start:.1f} s")
+        self.figures["node start (etcd .. Node Ready)"] = f"{node.timings.start:.1f} s"
         started = time.monotonic()
         node.import_image(self.builds.image_archive)
         node.import_image(self.builds.client_archive)
-        figure("image import into containerd", f"{time.monotonic() - started:.1f} s")
+        self.figures["image import into containerd"] = f"{time.monotonic() - started:.1f} s"
         kube = Kube(node.kubeconfig, binaries.kubectl, binaries.helm)
         kube.apply(local_storage_class(node.workdir))
-        return NodeCluster(kube, node, IMAGE, CLIENT_IMAGE, NODE.address, STORAGE_CLASS, self.tmp)
+        return NodeCluster(
+            kube, node, IMAGE, CLIENT_IMAGE, NODE.address, STORAGE_CLASS, self.tmp, self.figures
+        )
 
     def stop(self) -> list[str]:
         """Stop the node (if one runs here); returns what it could not restore."""
@@ -159,7 +161,7 @@ class NodeManager:
         if self.cluster is not None and self.cluster.node is not None:
             node = self.cluster.node
             left = node.stop(check=False)
-            figure("node stop (and host restored)", f"{node.timings.stop:.1f} s")
+            self.figures["node stop (and host restored)"] = f"{node.timings.stop:.1f} s"
         self.cluster = None
         return left
 

@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.node.cluster import FIGURES, NodeCluster, NodeManager, NodeUnavailable
+from tests.node.cluster import NodeCluster, NodeManager, NodeUnavailable
+
+MANAGER = pytest.StashKey[NodeManager]()
 
 
 @pytest.fixture(scope="session")
-def node_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeManager]:
+def node_manager(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeManager]:
     manager = NodeManager(tmp_path_factory.mktemp("node"))
+    request.config.stash[MANAGER] = manager  # for the summary
     yield manager
     left = manager.stop()
     assert not left, "the node left host state behind:\n" + "\n".join(left)
@@ -45,8 +50,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not FIGURES:
+    manager = terminalreporter.config.stash.get(MANAGER, None)
+    if manager is None or not manager.figures:
         return
     terminalreporter.section("real node")
-    for name, value in FIGURES.items():
+    for name, value in manager.figures.items():
         terminalreporter.write_line(f"{name}: {value}")

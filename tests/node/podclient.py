@@ -63,6 +63,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     done_at: list[float] = []  # when each 200 arrived: the longest gap shows an outage
     failures: dict[str, int] = {}
     failed_ids: list[str] = []
+    failure_log: list[str] = []  # when and how the first failures happened
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(args.count):
         queue.put_nowait(index)
@@ -84,14 +85,16 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 ok.append(ident)
                 done_at.append(time.monotonic())
-            except openai.APIStatusError as error:
-                kind = f"http {error.status_code}"
-                failures[kind] = failures.get(kind, 0) + 1
-                failed_ids.append(ident)
             except openai.APIError as error:
-                kind = type(error).__name__
+                status = getattr(error, "status_code", None)
+                kind = f"http {status}" if status else type(error).__name__
                 failures[kind] = failures.get(kind, 0) + 1
                 failed_ids.append(ident)
+                if len(failure_log) < 40:
+                    cause = error.__cause__ or error.__context__
+                    failure_log.append(
+                        f"{time.time():.3f} {kind} {str(error)[:80]} / {cause!r}"[:240]
+                    )
             if args.pause:
                 await asyncio.sleep(args.pause)
 
@@ -103,6 +106,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         "ok": ok,
         "failures": failures,
         "failed_ids": failed_ids,
+        "failure_log": failure_log,
         "started": started,
         "finished": time.time(),
     }

@@ -5,6 +5,7 @@ API inside the gateway's own Pod)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,25 @@ class Release:
             "python", "-c", ADMIN_GET.format(port=port), path,
         ).stdout  # fmt: skip
         return out
+
+    def follow_gateway_logs(self) -> list[subprocess.Popen[bytes]]:
+        """`kubectl logs -f` of every gateway Pod into the work directory (they outlive the
+        Pods a rollout deletes); stop them with `stop_following`."""
+        followers = []
+        for pod in self.gateway_pods():
+            name = pod["metadata"]["name"]
+            out = (self.cluster.workdir / f"{name}.log").open("wb")
+            argv = [str(self.kube.kubectl_path), f"--kubeconfig={self.kube.kubeconfig}"]
+            argv += ["logs", "-f", "-n", self.namespace, name, "-c", "gateway"]
+            followers.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT))
+        return followers
+
+    def gateway_log_tails(self, lines: int = 15) -> str:
+        tails = []
+        for log in sorted(self.cluster.workdir.glob(f"{self.gateway}-*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(tails)
 
     def uninstall(self) -> None:
         for namespace in TEAM_NAMESPACES:

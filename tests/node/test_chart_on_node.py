@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.node.cluster import NodeCluster, figure
+from tests.node.cluster import NodeCluster
 from tests.node.release import TEAM_NAMESPACES, Release, wait_until
 
 OPERATOR_SA = "system:serviceaccount:llmbudget-system:llmbudget-operator"
@@ -30,7 +30,7 @@ def release(node_cluster: NodeCluster) -> Iterator[Release]:
     rel = Release(node_cluster)
     try:
         seconds = rel.install()
-        figure("helm install --wait (SQLite ledger, 1 gateway)", f"{seconds:.1f} s")
+        node_cluster.figure("helm install --wait (SQLite ledger, 1 gateway)", f"{seconds:.1f} s")
         yield rel
     finally:
         rel.uninstall()
@@ -107,7 +107,9 @@ def test_examples_applied_and_keys_minted(release: Release) -> None:
                 timeout=60,
             )
     seconds = release.wait_config_loaded()
-    figure("keys minted -> accepted by the gateway (Secret volume sync)", f"{seconds:.1f} s")
+    release.cluster.figure(
+        "keys minted -> accepted by the gateway (Secret volume sync)", f"{seconds:.1f} s"
+    )
     data = release.kube.get_json("secret", "marketing-default-key", "-n", "marketing")["data"]
     assert set(data) >= {"OPENAI_API_KEY", "OPENAI_BASE_URL"}
     # the config Secret the gateway mounts holds key hashes, never a key
@@ -192,7 +194,9 @@ def test_lowered_limit_enforced_through_the_secret_volume(
     error = result["error"].get("error", result["error"])  # the SDK keeps the inner object
     assert error["code"] == "budget_exceeded"
     seconds = result["refused_at"] - applied
-    figure("lowered limit -> enforced (apply .. first 429, via Secret volume)", f"{seconds:.1f} s")
+    node_cluster.figure(
+        "lowered limit -> enforced (apply .. first 429, via Secret volume)", f"{seconds:.1f} s"
+    )
     gateway_after = release.ready_gateway_pods()[0]
     assert gateway_after["metadata"]["uid"] == gateway_before["metadata"]["uid"]
     assert gateway_after["status"]["containerStatuses"][0]["restartCount"] == 0

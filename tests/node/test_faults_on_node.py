@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.node.cluster import NodeCluster, figure
+from tests.node.cluster import NodeCluster
 from tests.node.release import Release, wait_until
 from tests.operator.stack import Receiver
 
@@ -71,7 +71,7 @@ def test_gateway_pod_deleted_under_load_loses_no_ledger_row(
     ok = set(result["ok"])
     rows = rows_by_user(release, TEAM, "fault-delete")
     served = {user for user, statuses in rows.items() if 200 in statuses}
-    figure(
+    node_cluster.figure(
         "gateway Pod deleted under load",
         f"{len(ok)} answered 200, {sum(result['failures'].values())} failed while no Pod "
         f"served ({result['failures']}; longest gap without a 200 {result['longest_gap_s']} s),"
