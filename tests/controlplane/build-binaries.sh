@@ -83,7 +83,7 @@ build_k8s_commands() {
   fi
   local start=$SECONDS work
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "${work:-}"; trap - RETURN' RETURN
   echo "control-plane: building $* v$K8S_VERSION"
   k8s_wrapper "$work"
   local ldflags
@@ -134,7 +134,7 @@ build_etcd() {
   fi
   local start=$SECONDS work
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "${work:-}"; trap - RETURN' RETURN
   echo "control-plane: building etcd v$ETCD_VERSION"
   printf 'module llmbudget.local/etcdwrapper\n\ngo 1.25\n\nrequire go.etcd.io/etcd/server/v3 v%s\n' \
     "$ETCD_VERSION" > "$work/go.mod"
